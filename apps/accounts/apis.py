@@ -1,0 +1,55 @@
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from apps.accounts.services import agent_register
+from apps.api.serializers import CreditsField, body_validate
+from apps.billing.services import wallet_get
+
+
+class AgentRegisterThrottle(AnonRateThrottle):
+    scope = "agent_register"
+
+    def get_rate(self):
+        return settings.RATE_AGENT_REGISTER  # read per request so tests and admins can change it
+
+
+class AgentRegisterApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [AgentRegisterThrottle]
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=100, required=False, default="Agent", trim_whitespace=True)
+        email = serializers.EmailField(required=False, default="")
+        referral_code = serializers.CharField(max_length=64, required=False, default="")
+
+    class OutputSerializer(serializers.Serializer):
+        success = serializers.BooleanField(default=True)
+        account_type = serializers.CharField()
+        user_id = serializers.IntegerField()
+        api_key = serializers.CharField(help_text="Shown once; store it now.")
+        credits = CreditsField()
+
+    @extend_schema(
+        operation_id="agent_register",
+        summary="Create an agent account and its first API key",
+        request=InputSerializer,
+        responses={201: OutputSerializer},
+        auth=[],
+    )
+    def post(self, request):
+        data = body_validate(self.InputSerializer, request.data)
+        user, raw_key = agent_register(name=data["name"], email=data["email"])
+        body = {
+            "success": True,
+            "account_type": user.account_type,
+            "user_id": user.pk,
+            "api_key": raw_key,
+            "credits": wallet_get(user=user).balance_micro,
+        }
+        return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)

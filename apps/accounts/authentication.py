@@ -1,0 +1,33 @@
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+from apps.accounts.services import api_key_authenticate
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer kw_…`. A request without the header falls through to session auth."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        scheme, _, raw = header.partition(" ")
+        if scheme.lower() != "bearer" or not raw.strip() or " " in raw.strip():
+            raise exceptions.AuthenticationFailed("Malformed Authorization header; use 'Bearer kw_…'.")
+        key = api_key_authenticate(raw.strip())
+        if key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        return key.user, key
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = ApiKeyAuthentication
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "kw_… API key"}

@@ -1,0 +1,79 @@
+import secrets
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from apps.accounts.models import API_KEY_PREFIX, API_KEY_VISIBLE_CHARS, ApiKey, User, api_key_generate, api_key_hash
+from apps.billing import money
+from apps.billing.services import credits_grant, wallet_get
+
+
+def account_setup(*, user: User) -> None:
+    """Everything a new account gets, whichever way it signed up: a wallet and the sign-up credits."""
+    wallet_get(user=user)
+    free_micro = money.credits_to_micro(settings.SIGNUP_FREE_CREDITS)
+    if free_micro > 0:
+        credits_grant(
+            user=user, amount_micro=free_micro, reason="Sign-up credits", idempotency_key=f"signup:{user.pk}"
+        )
+
+
+def api_key_create(*, user: User, name: str = "default") -> tuple[ApiKey, str]:
+    """Returns the stored key and the raw key, which exists only in this return value."""
+    raw = api_key_generate()
+    key = ApiKey.objects.create(
+        user=user,
+        name=name or "default",
+        prefix=raw[: len(API_KEY_PREFIX) + API_KEY_VISIBLE_CHARS],
+        key_hash=api_key_hash(raw),
+    )
+    return key, raw
+
+
+def api_key_revoke(*, key: ApiKey) -> None:
+    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def api_key_authenticate(raw_key: str) -> ApiKey | None:
+    """One indexed lookup; last_used_at is written at most once per API_KEY_TOUCH_SECONDS per key."""
+    if not raw_key.startswith(API_KEY_PREFIX):
+        return None
+    key = ApiKey.objects.select_related("user").filter(key_hash=api_key_hash(raw_key), revoked_at__isnull=True).first()
+    if key is None or not key.user.is_active:
+        return None
+    now = timezone.now()
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > settings.API_KEY_TOUCH_SECONDS:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+    return key
+
+
+@transaction.atomic
+def agent_register(*, name: str, email: str = "") -> tuple[User, str]:
+    """Creates an agent account with its first API key; the raw key is returned once."""
+    user = User(username=_unique_username(name), email=email, display_name=name, account_type=User.AccountType.AGENT)
+    user.set_unusable_password()
+    user.save()
+    account_setup(user=user)
+    _, raw = api_key_create(user=user, name="default")
+    return user, raw
+
+
+def user_lookup(identifier: str) -> User:
+    """An account by id, username or email (admin commands take any of them)."""
+    identifier = identifier.strip()
+    if identifier.isdigit():
+        user = User.objects.filter(pk=int(identifier)).first()
+        if user:
+            return user
+    user = User.objects.filter(username=identifier).first() or User.objects.filter(email__iexact=identifier).first()
+    if user is None:
+        raise User.DoesNotExist(f"No account with id, username or email {identifier!r}.")
+    return user
+
+
+def _unique_username(name: str) -> str:
+    base = (slugify(name) or "agent")[:100]
+    return f"agent-{base}-{secrets.token_hex(4)}"

@@ -1,0 +1,99 @@
+"""One place that turns exceptions into the contract's error shape: {"success": false, "error", "message", …}."""
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from apps.billing import money
+from apps.billing.services import InsufficientCredits
+from apps.catalog.services import InvalidInput, ModelNotFound, ModelUnavailable
+
+
+class ApiError(exceptions.APIException):
+    """A contract error raised by API code: `raise ApiError(409, "idempotency_in_progress", "…")`."""
+
+    def __init__(self, status_code: int, code: str, message: str, **extra):
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def error_response(status_code: int, code: str, message: str, headers=None, **extra) -> Response:
+    return Response({"success": False, "error": code, "message": message, **extra}, status=status_code, headers=headers)
+
+
+def exception_handler(exc, context):
+    request = context.get("request")
+    if isinstance(exc, ApiError):
+        return error_response(exc.status_code, exc.code, exc.message, **exc.extra)
+    if isinstance(exc, InsufficientCredits):
+        return error_response(
+            402,
+            "insufficient_credits",
+            str(exc),
+            required=money.micro_to_json(exc.required_micro),
+            credits=money.micro_to_json(exc.balance_micro),
+            topup=topup_hints(request),
+        )
+    if isinstance(exc, InvalidInput):
+        return error_response(422, "invalid_input", str(exc), details=exc.details)
+    if isinstance(exc, ModelNotFound):
+        return error_response(404, "model_not_found", f"There is no model {exc.args[0]!r}; see /api/v1/models.php.")
+    if isinstance(exc, ModelUnavailable):
+        return error_response(503, "model_unavailable", f"No provider can serve {exc.args[0]!r} right now.")
+    if isinstance(exc, Http404 | exceptions.NotFound):
+        return error_response(404, "not_found", "Not found.")
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        message = str(exc.detail) if isinstance(exc, exceptions.AuthenticationFailed) else (
+            "Authentication required: send 'Authorization: Bearer kw_…'."
+        )
+        return error_response(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="api"'})
+    if isinstance(exc, PermissionDenied | exceptions.PermissionDenied):
+        detail = getattr(exc, "detail", None) or "You are not allowed to do this."
+        return error_response(403, "forbidden", str(detail))
+    if isinstance(exc, exceptions.Throttled):
+        wait = int(exc.wait or 1)
+        return error_response(
+            429, "rate_limited", f"Too many requests; retry in {wait} s.", headers={"Retry-After": str(wait)}
+        )
+    if isinstance(exc, exceptions.ParseError):
+        return error_response(400, "invalid_request", f"Malformed JSON: {exc.detail}")
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return error_response(415, "invalid_request", "Send the body as application/json.")
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        return error_response(405, "method_not_allowed", str(exc.detail))
+    if isinstance(exc, exceptions.ValidationError):
+        return error_response(400, "invalid_request", _first_message(exc.detail), details=_details(exc.detail))
+    if isinstance(exc, exceptions.APIException):
+        return error_response(exc.status_code, exc.default_code, str(exc.detail))
+    return None
+
+
+def topup_hints(request) -> dict:
+    billing_path = "/billing.php"
+    return {
+        "endpoint": "/api/v1/agent_topup.php",
+        "setup_endpoint": "/api/v1/agent_setup_payment.php",
+        "billing_url": request.build_absolute_uri(billing_path) if request is not None else billing_path,
+    }
+
+
+def _details(detail, prefix="") -> list[dict]:
+    if isinstance(detail, dict):
+        return [item for key, value in detail.items() for item in _details(value, f"{prefix}{key}" if not prefix else f"{prefix}.{key}")]
+    if isinstance(detail, list):
+        if all(not isinstance(item, dict | list) for item in detail):
+            return [{"field": prefix or "body", "message": str(item)} for item in detail]
+        return [item for index, value in enumerate(detail) for item in _details(value, f"{prefix}.{index}")]
+    return [{"field": prefix or "body", "message": str(detail)}]
+
+
+def _first_message(detail) -> str:
+    details = _details(detail)
+    if not details:
+        return "Invalid request."
+    first = details[0]
+    return f"{first['field']}: {first['message']}" if first["field"] != "body" else first["message"]

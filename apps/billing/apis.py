@@ -1,0 +1,19 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.api.serializers import CreditsField
+from apps.billing.services import wallet_get
+
+
+class CreditsApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        success = serializers.BooleanField(default=True)
+        credits = CreditsField()
+        account_type = serializers.ChoiceField(choices=["agent", "human"])
+
+    @extend_schema(operation_id="credits", summary="The balance of the caller's wallet", responses=OutputSerializer)
+    def get(self, request):
+        body = {"credits": wallet_get(user=request.user).balance_micro, "account_type": request.user.account_type}
+        return Response(self.OutputSerializer(body).data)

@@ -1,0 +1,106 @@
+import copy
+import json
+from pathlib import Path
+
+from django.db import transaction
+from jsonschema import Draft202012Validator
+
+from apps.billing import money
+from apps.catalog.models import AIModel, ModelRoute
+
+
+class ModelNotFound(Exception):
+    pass
+
+
+class ModelUnavailable(Exception):
+    pass
+
+
+class InvalidInput(Exception):
+    def __init__(self, details: list[dict]):
+        self.details = details
+        super().__init__("The input does not match the model's schema.")
+
+
+def model_resolve(public_model: str) -> AIModel:
+    model = AIModel.objects.filter(public_model=public_model, enabled=True).first()
+    if model is None:
+        raise ModelNotFound(public_model)
+    return model
+
+
+def input_validate(*, model: AIModel, data: dict) -> dict:
+    """The input with the schema's defaults applied, or InvalidInput with one detail per problem."""
+    value = input_with_defaults(model.input_schema, data)
+    validator = Draft202012Validator(model.input_schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise InvalidInput([_error_detail(e) for e in errors])
+    return value
+
+
+def input_with_defaults(schema: dict, data):
+    """Fills `default`s of object properties, recursively; never overrides what the caller sent."""
+    if not isinstance(data, dict) or not isinstance(schema, dict):
+        return data
+    result = copy.deepcopy(data)
+    for name, prop in (schema.get("properties") or {}).items():
+        if not isinstance(prop, dict):
+            continue
+        if name not in result and "default" in prop:
+            result[name] = copy.deepcopy(prop["default"])
+        elif name in result:
+            result[name] = input_with_defaults(prop, result[name])
+    return result
+
+
+def _error_detail(error) -> dict:
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else ""
+        path = f"{path}.{missing}" if path else missing
+    elif error.validator == "additionalProperties":
+        extra = error.message.split("'")[1] if "'" in error.message else ""
+        return {"field": f"{path}.{extra}" if path else extra, "message": "Unknown field."}
+    return {"field": path or "input", "message": error.message}
+
+
+CATALOG_FILE = Path(__file__).resolve().parent / "data" / "catalog.json"
+
+
+@transaction.atomic
+def catalog_seed(*, path: Path = CATALOG_FILE) -> tuple[int, int]:
+    """Creates or updates the models and routes of the data file; returns (created, updated). Idempotent.
+
+    Models and routes an admin added are left alone; the file's fields win over edits to the same rows.
+    """
+    created = updated = 0
+    for entry in json.loads(path.read_text())["models"]:
+        Draft202012Validator.check_schema(entry["schema"])
+        price = entry.get("price", {})
+        model, was_created = AIModel.objects.update_or_create(
+            public_model=entry["public_model"],
+            defaults={
+                "product_id": entry.get("product_id", entry["public_model"]),
+                "label": entry["label"],
+                "description": entry.get("description", ""),
+                "category": entry["category"],
+                "input_schema": entry["schema"],
+                "sort_order": entry.get("sort_order", 100),
+                "price_micro": money.credits_to_micro(price.get("credits", "0")),
+                "price_unit": price.get("unit", ""),
+                "price_unit_size": price.get("unit_size", 1),
+                "price_min_micro": money.credits_to_micro(price.get("min_credits", "0")),
+            },
+        )
+        for priority, route in enumerate(entry.get("routes", []), start=1):
+            ModelRoute.objects.update_or_create(
+                model=model,
+                provider=route["provider"],
+                upstream_model=route["upstream_model"],
+                defaults={"params": route.get("params", {}), "priority": route.get("priority", priority * 10)},
+            )
+        created += was_created
+        updated += not was_created
+    return created, updated

@@ -1,0 +1,212 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.api.exceptions import ApiError
+from apps.api.idempotency import idempotent
+from apps.api.serializers import CreditsField
+from apps.billing.services import wallet_get
+from apps.catalog.services import model_resolve
+from apps.generations.models import Job, Output
+from apps.generations.services import job_cancel, job_create
+
+
+class OutputSerializer(serializers.Serializer):
+    url = serializers.SerializerMethodField()
+    type = serializers.ChoiceField(choices=Output.Type.choices)
+    content_type = serializers.CharField()
+    file_name = serializers.CharField()
+    file_size = serializers.IntegerField()
+    width = serializers.IntegerField(allow_null=True)
+    height = serializers.IntegerField(allow_null=True)
+    duration_seconds = serializers.FloatField(allow_null=True)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, output) -> str | None:
+        if not output.file:
+            return None
+        url = output.file.url
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request is not None and url.startswith("/") else url
+
+    def to_representation(self, output):
+        data = super().to_representation(output)
+        if output.type == Output.Type.TEXT:
+            data["text"] = output.text
+        if output.type == Output.Type.JSON:
+            data["data"] = output.data
+        return data
+
+
+@extend_schema_field(
+    {"type": ["object", "null"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}
+)
+class JobErrorField(serializers.Field):
+    def __init__(self, **kwargs):
+        super().__init__(source="*", read_only=True, **kwargs)
+
+    def to_representation(self, job):
+        return {"code": job.error_code, "message": job.error_message} if job.error_code else None
+
+
+class JobSerializer(serializers.Serializer):
+    job_id = serializers.CharField(source="id")
+    status = serializers.ChoiceField(choices=Job.Status.choices)
+    public_model = serializers.CharField()
+    category = serializers.CharField()
+    cost_credits = CreditsField(source="cost_micro")
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    completed_at = serializers.DateTimeField(allow_null=True)
+    outputs = OutputSerializer(many=True)
+    error = JobErrorField()
+
+
+class GenerateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        model = serializers.CharField(required=False, help_text="The model's public id; `public_model` is an alias.")
+        public_model = serializers.CharField(required=False)
+        input = serializers.DictField(required=False, help_text="Validated against the model's `schema`.")
+        webhook_url = serializers.URLField(required=False, default="", max_length=2000)
+
+        def to_internal_value(self, data):
+            if not isinstance(data, dict):
+                raise serializers.ValidationError({"body": ["The body must be a JSON object."]})
+            if "input" not in data:
+                # {"model": "z-image", "prompt": "a dog"}: the fields that are not ours are the input.
+                ours = {name: value for name, value in data.items() if name in self.fields}
+                data = {**ours, "input": {name: value for name, value in data.items() if name not in self.fields}}
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+            return super().to_internal_value(data)
+
+        def validate(self, attrs):
+            names = {attrs.get("model"), attrs.get("public_model")} - {None}
+            if not names:
+                raise serializers.ValidationError({"model": ["Give the model's id as `model`."]})
+            if len(names) > 1:
+                raise serializers.ValidationError({"model": ["`model` and `public_model` name different models."]})
+            attrs["model"] = names.pop()
+            return attrs
+
+    class OutputSerializer(serializers.Serializer):
+        success = serializers.BooleanField(default=True)
+        job_id = serializers.CharField()
+        status = serializers.CharField()
+        public_model = serializers.CharField()
+        cost_credits = CreditsField()
+        credits = CreditsField(help_text="The balance after the cost was taken.")
+        poll_url = serializers.CharField()
+
+    @extend_schema(
+        operation_id="generate",
+        summary="Submit a generation job",
+        request=InputSerializer,
+        responses={202: OutputSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+    )
+    def post(self, request):
+        return idempotent(request, scope="generate", run=lambda: self._generate(request))
+
+    def _generate(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        model = model_resolve(data["model"])
+        job = job_create(
+            user=request.user,
+            model=model,
+            input=data.get("input") or {},
+            api_key=request.auth if hasattr(request.auth, "key_hash") else None,
+            webhook_url=data["webhook_url"],
+        )
+        body = {
+            "job_id": job.pk,
+            "status": job.status,
+            "public_model": model.public_model,
+            "cost_credits": job.cost_micro,
+            "credits": wallet_get(user=request.user).balance_micro,
+            "poll_url": f"/api/v1/jobs.php?job_id={job.pk}",
+        }
+        return Response(self.OutputSerializer(body).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JobPagination(CursorPagination):
+    # Keyset pagination on the (user, created_at) index: deep pages cost what the first does, no OFFSET scan.
+    ordering = ("-created_at", "-id")
+    page_size = 20
+    page_size_query_param = "limit"
+    max_page_size = 100
+
+    def get_paginated_response(self, data):
+        return Response({"success": True, "jobs": data, "next": self.get_next_link()})
+
+
+class JobApi(APIView):
+    """One job (`?job_id=`), or the caller's jobs, newest first."""
+
+    class OutputSerializer(JobSerializer):
+        success = serializers.BooleanField(default=True)
+
+    class ListOutputSerializer(serializers.Serializer):
+        success = serializers.BooleanField(default=True)
+        jobs = JobSerializer(many=True)
+        next = serializers.URLField(allow_null=True)
+
+    @extend_schema(
+        operation_id="jobs",
+        summary="Poll a job, or list the caller's jobs",
+        parameters=[
+            OpenApiParameter("job_id", str, required=False, description="Omit to list your jobs."),
+            OpenApiParameter("status", str, enum=Job.Status.values, required=False),
+            OpenApiParameter("limit", int, required=False),
+            OpenApiParameter("cursor", str, required=False),
+        ],
+        responses=OutputSerializer,
+    )
+    def get(self, request, job_id: str | None = None):
+        job_id = job_id or request.query_params.get("job_id")
+        if job_id:
+            job = Job.objects.for_user(request.user).with_outputs().filter(pk=job_id).first()
+            if job is None:
+                raise ApiError(404, "not_found", f"No job {job_id!r} on this account.")
+            data = self.OutputSerializer(job, context={"request": request}).data
+            return Response({"success": True, **data})
+        jobs = Job.objects.for_user(request.user).with_outputs()
+        status_filter = request.query_params.get("status")
+        if status_filter:
+            if status_filter not in Job.Status.values:
+                raise ApiError(400, "invalid_request", f"Unknown status; one of: {', '.join(Job.Status.values)}.")
+            jobs = jobs.filter(status=status_filter)
+        paginator = JobPagination()
+        page = paginator.paginate_queryset(jobs, request, view=self)
+        return paginator.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data)
+
+
+class JobCancelApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        job_id = serializers.CharField()
+
+    @extend_schema(
+        operation_id="cancel",
+        summary="Cancel a queued job and return its credits",
+        request=InputSerializer,
+        responses=JobApi.OutputSerializer,
+    )
+    def post(self, request, job_id: str | None = None):
+        if job_id is None:
+            serializer = self.InputSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            job_id = serializer.validated_data["job_id"]
+        job = Job.objects.for_user(request.user).select_related("hold").filter(pk=job_id).first()
+        if job is None:
+            raise ApiError(404, "not_found", f"No job {job_id!r} on this account.")
+        if not job_cancel(job=job):
+            job.refresh_from_db()
+            raise ApiError(409, "job_not_cancelable", f"The job is {job.status}; only queued jobs can be canceled.")
+        job = Job.objects.with_outputs().get(pk=job.pk)
+        return Response({"success": True, **JobApi.OutputSerializer(job, context={"request": request}).data})

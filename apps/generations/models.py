@@ -1,0 +1,107 @@
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+def job_id_new() -> str:
+    return "job_" + secrets.token_urlsafe(18)
+
+
+def output_upload_to(instance, filename: str) -> str:
+    # A fresh random folder per file: the URL cannot be derived from the job id or guessed.
+    return f"outputs/{timezone.now():%Y/%m}/{secrets.token_urlsafe(16)}/{filename}"
+
+
+class JobQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self.filter(user=user)
+
+    def with_outputs(self):
+        return self.select_related("model").prefetch_related("outputs")
+
+
+class Job(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PROCESSING = "processing", "Processing"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+
+    TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELED)
+
+    id = models.CharField(primary_key=True, max_length=40, default=job_id_new, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    model = models.ForeignKey("catalog.AIModel", on_delete=models.PROTECT, related_name="jobs")
+    input = models.JSONField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    cost_micro = models.BigIntegerField(help_text="The quote, held at submission.")
+    hold = models.OneToOneField("billing.Hold", null=True, blank=True, on_delete=models.PROTECT, related_name="job")
+    webhook_url = models.URLField(max_length=2000, blank=True)
+    provider = models.CharField(max_length=40, blank=True, help_text="The route that served (or last tried) it.")
+    usage = models.JSONField(default=dict, blank=True, help_text="What the run actually used (for usage pricing).")
+    error_code = models.CharField(max_length=60, blank=True)
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["user", "-created_at", "-id"], name="job_user_recent"),
+            models.Index(fields=["status", "created_at"], name="job_status_age"),
+        ]
+
+    def __str__(self):
+        return self.id
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL
+
+    @property
+    def public_model(self) -> str:
+        return self.model.public_model
+
+    @property
+    def category(self) -> str:
+        return self.model.category
+
+
+class Output(models.Model):
+    class Type(models.TextChoices):
+        IMAGE = "image", "Image"
+        VIDEO = "video", "Video"
+        AUDIO = "audio", "Audio"
+        TEXT = "text", "Text"
+        JSON = "json", "JSON"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="outputs")
+    position = models.PositiveSmallIntegerField(default=0)
+    type = models.CharField(max_length=8, choices=Type.choices)
+    file = models.FileField(upload_to=output_upload_to, max_length=300, blank=True)
+    content_type = models.CharField(max_length=100)
+    file_name = models.CharField(max_length=200)
+    file_size = models.BigIntegerField(default=0)
+    text = models.TextField(blank=True)
+    data = models.JSONField(null=True, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["position", "pk"]
+
+    def __str__(self):
+        return f"{self.job_id}[{self.position}] {self.file_name}"

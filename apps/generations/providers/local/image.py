@@ -1,0 +1,71 @@
+"""A procedural text-to-image engine: a real PNG of the asked size, the same picture for the same prompt and seed.
+
+It draws shapes and colours derived from the prompt; it is not an AI model, and the catalog says so.
+"""
+
+import hashlib
+import io
+import random
+import secrets
+import textwrap
+
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from apps.generations.providers import OutputData, RunResult
+
+
+def run(input: dict) -> RunResult:
+    seed = input.get("seed")
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    outputs = [
+        _render(input["prompt"], input["width"], input["height"], seed + index)
+        for index in range(input.get("num_images", 1))
+    ]
+    return RunResult(outputs=outputs, usage={"seed": seed, "images": len(outputs)})
+
+
+def _render(prompt: str, width: int, height: int, seed: int) -> OutputData:
+    digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
+    rng = random.Random(digest)
+    start, end = _colour(rng), _colour(rng)
+    gradient = Image.linear_gradient("L").rotate(rng.uniform(0, 360), expand=False).resize((width, height))
+    image = ImageOps.colorize(gradient, start, end).convert("RGBA")
+
+    layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    unit = max(8, min(width, height))
+    for _ in range(6 + len(prompt.split()) % 10):
+        x, y = rng.uniform(0, width), rng.uniform(0, height)
+        r = rng.uniform(unit * 0.05, unit * 0.35)
+        fill = (*_colour(rng), rng.randint(60, 170))
+        shape = rng.choice(("ellipse", "rectangle", "triangle"))
+        if shape == "ellipse":
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=fill)
+        elif shape == "rectangle":
+            draw.rectangle((x - r, y - r * 0.6, x + r, y + r * 0.6), fill=fill)
+        else:
+            draw.polygon([(x, y - r), (x + r, y + r), (x - r, y + r)], fill=fill)
+    image = Image.alpha_composite(image, layer)
+
+    caption = textwrap.shorten(prompt, width=120, placeholder="…")
+    font = ImageFont.load_default(size=max(10, unit // 24))
+    lines = textwrap.wrap(caption, width=max(10, int(width / (font.size * 0.6))))[:3]
+    if lines:
+        text = "\n".join(lines)
+        draw = ImageDraw.Draw(image)
+        box = draw.multiline_textbbox((0, 0), text, font=font)
+        margin = max(4, unit // 40)
+        top = height - (box[3] - box[1]) - 2 * margin
+        draw.rectangle((0, top - margin, width, height), fill=(0, 0, 0, 110))
+        draw.multiline_text((margin, top), text, font=font, fill=(255, 255, 255, 235))
+
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG", optimize=False)
+    return OutputData(
+        type="image", content_type="image/png", file_name="out.png", content=buffer.getvalue(), width=width, height=height
+    )
+
+
+def _colour(rng: random.Random) -> tuple[int, int, int]:
+    return rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255)

@@ -1,0 +1,18 @@
+from celery import shared_task
+
+from apps.generations import services
+
+
+@shared_task(name="apps.generations.tasks.job_run")
+def job_run(job_id: str) -> None:
+    services.job_run(job_id=job_id)
+
+
+@shared_task(name="apps.generations.tasks.jobs_requeue_lost")
+def jobs_requeue_lost() -> int:
+    return services.jobs_requeue_lost()
+
+
+@shared_task(name="apps.generations.tasks.jobs_fail_stuck")
+def jobs_fail_stuck() -> int:
+    return services.jobs_fail_stuck()

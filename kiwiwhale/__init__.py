@@ -1,0 +1,3 @@
+from kiwiwhale.celery import app as celery_app
+
+__all__ = ["celery_app"]
