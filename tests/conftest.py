@@ -1,0 +1,175 @@
+"""Personas, API clients, a live Celery worker and the ledger invariant, for every test.
+
+Personas: `alice` has credits, `bob` has none, `charlie` is another account (isolation).
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from apps.accounts.models import User
+from apps.accounts.services import account_setup, api_key_create
+from apps.billing import money
+from apps.billing.services import credits_grant, ledger_check
+from apps.catalog.services import catalog_seed
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    # Test tweaks: plain http, a throwaway media folder shared with the worker process.
+    settings.SECURE_SSL_REDIRECT = False
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    settings.MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="kiwiwhale-media-"))
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+    }}
+    # Each run gets its own queue, so a leftover message of an earlier run is never picked up.
+    settings.CELERY_TASK_DEFAULT_QUEUE = f"kiwiwhale-test-{uuid.uuid4().hex[:8]}"
+    from kiwiwhale.celery import app
+
+    app.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # CI reports zero skipped tests: a skip there is a failure.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if os.environ.get("FAIL_ON_SKIP") and reporter and reporter.stats.get("skipped"):
+        session.exitstatus = 1
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    cache.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _ledger_invariant(request):
+    """After every test that touched the database: each wallet balances and none is negative."""
+    uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(
+        request.fixturenames
+    )
+    yield
+    if uses_db:
+        problems = ledger_check()
+        assert not problems, "Ledger invariant broken: " + "; ".join(map(str, problems))
+
+
+@pytest.fixture
+def catalog(db):
+    catalog_seed()
+
+
+def make_user(username: str, *, credits: str = "0", account_type: str = User.AccountType.HUMAN) -> User:
+    user = User.objects.create_user(
+        username=username, email=f"{username}@example.com", password="pw-for-tests-1", account_type=account_type
+    )
+    account_setup(user=user)
+    amount = money.credits_to_micro(credits)
+    if amount:
+        credits_grant(user=user, amount_micro=amount, reason="test", idempotency_key=f"test:{username}")
+    return user
+
+
+@pytest.fixture
+def alice(db):
+    return make_user("alice", credits="10")
+
+
+@pytest.fixture
+def bob(db):
+    return make_user("bob")
+
+
+@pytest.fixture
+def charlie(db):
+    return make_user("charlie", credits="10")
+
+
+def client_for(user) -> APIClient:
+    _, raw = api_key_create(user=user, name="tests")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    client.raw_key = raw
+    return client
+
+
+@pytest.fixture
+def alice_api(alice):
+    return client_for(alice)
+
+
+@pytest.fixture
+def bob_api(bob):
+    return client_for(bob)
+
+
+@pytest.fixture
+def charlie_api(charlie):
+    return client_for(charlie)
+
+
+@pytest.fixture
+def anon_api():
+    return APIClient()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker):
+    """A real `celery worker` process on the real broker, using the test database and media folder."""
+    from kiwiwhale.celery import app
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        pytest.fail("Worker tests need PostgreSQL: set DATABASE_URL (make test does).")
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+        "DB_CONN_MAX_AGE": "0",
+    }
+    (ROOT / "var").mkdir(exist_ok=True)
+    log = open(ROOT / "var" / "test-worker.log", "w")  # noqa: SIM115 - closed at teardown
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "kiwiwhale", "worker", "--pool=threads", "--concurrency=4",
+         "--loglevel=info", "--without-gossip", "--without-mingle", "-n", f"test-{uuid.uuid4().hex[:6]}@%h"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            pytest.fail(f"The Celery worker exited; see {log.name}")
+        if app.control.ping(timeout=1.0):
+            break
+    else:
+        worker.terminate()
+        pytest.fail("The Celery worker did not answer a ping within 60 s.")
+    yield worker
+    worker.terminate()
+    try:
+        worker.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+    log.close()
+
+
+def wait_for_job(client, job_id: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get("/api/v1/jobs.php", {"job_id": job_id}).json()
+        if body["status"] in ("completed", "failed", "canceled"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"Job {job_id} did not finish within {timeout} s: {body}")
