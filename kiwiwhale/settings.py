@@ -176,7 +176,9 @@ if AWS_STORAGE_BUCKET_NAME:
 SERVE_MEDIA = not AWS_STORAGE_BUCKET_NAME
 
 # --- Security (production defaults follow DEBUG; each can be set) ----------------------------------------
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=False) else None
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=False) else None
+)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
@@ -219,6 +221,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    "PREPROCESSING_HOOKS": ["apps.api.schema.published_paths_only"],
+    "SERVERS": [{"url": SITE_URL}] if SITE_URL else [],
 }
 
 # --- Platform rules ---------------------------------------------------------------------------------------

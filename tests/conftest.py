@@ -31,9 +31,11 @@ def pytest_configure(config):
     settings.SESSION_COOKIE_SECURE = False
     settings.CSRF_COOKIE_SECURE = False
     settings.MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="kiwiwhale-media-"))
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-    }}
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
     # Each run gets its own queue, so a leftover message of an earlier run is never picked up.
     settings.CELERY_TASK_DEFAULT_QUEUE = f"kiwiwhale-test-{uuid.uuid4().hex[:8]}"
     from kiwiwhale.celery import app
@@ -73,7 +75,10 @@ def catalog(db):
 
 def make_user(username: str, *, credits: str = "0", account_type: str = User.AccountType.HUMAN) -> User:
     user = User.objects.create_user(
-        username=username, email=f"{username}@example.com", password="pw-for-tests-1", account_type=account_type
+        username=username,
+        email=f"{username}@example.com",
+        password="pw-for-tests-1",
+        account_type=account_type,
     )
     account_setup(user=user)
     amount = money.credits_to_micro(credits)
@@ -143,9 +148,25 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     (ROOT / "var").mkdir(exist_ok=True)
     log = open(ROOT / "var" / "test-worker.log", "w")  # noqa: SIM115 - closed at teardown
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "kiwiwhale", "worker", "--pool=threads", "--concurrency=4",
-         "--loglevel=info", "--without-gossip", "--without-mingle", "-n", f"test-{uuid.uuid4().hex[:6]}@%h"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "kiwiwhale",
+            "worker",
+            "--pool=threads",
+            "--concurrency=4",
+            "--loglevel=info",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"test-{uuid.uuid4().hex[:6]}@%h",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -1,5 +1,5 @@
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -7,7 +7,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from apps.accounts.services import agent_register
-from apps.api.serializers import CreditsField, body_validate
+from apps.api.serializers import CreditsField, body_validate, error_responses
 from apps.billing.services import wallet_get
 
 
@@ -23,11 +23,13 @@ class AgentRegisterApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [AgentRegisterThrottle]
 
+    @extend_schema_serializer(component_name="AgentRegister")
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100, required=False, default="Agent", trim_whitespace=True)
         email = serializers.EmailField(required=False, default="")
         referral_code = serializers.CharField(max_length=64, required=False, default="")
 
+    @extend_schema_serializer(component_name="AgentRegisterResponse")
     class OutputSerializer(serializers.Serializer):
         success = serializers.BooleanField(default=True)
         account_type = serializers.CharField()
@@ -39,7 +41,7 @@ class AgentRegisterApi(APIView):
         operation_id="agent_register",
         summary="Create an agent account and its first API key",
         request=InputSerializer,
-        responses={201: OutputSerializer},
+        responses={201: OutputSerializer, **error_responses(400, 429)},
         auth=[],
     )
     def post(self, request):

@@ -5,7 +5,14 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.accounts.models import API_KEY_PREFIX, API_KEY_VISIBLE_CHARS, ApiKey, User, api_key_generate, api_key_hash
+from apps.accounts.models import (
+    API_KEY_PREFIX,
+    API_KEY_VISIBLE_CHARS,
+    ApiKey,
+    User,
+    api_key_generate,
+    api_key_hash,
+)
 from apps.billing import money
 from apps.billing.services import credits_grant, wallet_get
 
@@ -40,7 +47,11 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
     """One indexed lookup; last_used_at is written at most once per API_KEY_TOUCH_SECONDS per key."""
     if not raw_key.startswith(API_KEY_PREFIX):
         return None
-    key = ApiKey.objects.select_related("user").filter(key_hash=api_key_hash(raw_key), revoked_at__isnull=True).first()
+    key = (
+        ApiKey.objects.select_related("user")
+        .filter(key_hash=api_key_hash(raw_key), revoked_at__isnull=True)
+        .first()
+    )
     if key is None or not key.user.is_active:
         return None
     now = timezone.now()
@@ -53,7 +64,9 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
 @transaction.atomic
 def agent_register(*, name: str, email: str = "") -> tuple[User, str]:
     """Creates an agent account with its first API key; the raw key is returned once."""
-    user = User(username=_unique_username(name), email=email, display_name=name, account_type=User.AccountType.AGENT)
+    user = User(
+        username=_unique_username(name), email=email, display_name=name, account_type=User.AccountType.AGENT
+    )
     user.set_unusable_password()
     user.save()
     account_setup(user=user)
@@ -68,7 +81,10 @@ def user_lookup(identifier: str) -> User:
         user = User.objects.filter(pk=int(identifier)).first()
         if user:
             return user
-    user = User.objects.filter(username=identifier).first() or User.objects.filter(email__iexact=identifier).first()
+    user = (
+        User.objects.filter(username=identifier).first()
+        or User.objects.filter(email__iexact=identifier).first()
+    )
     if user is None:
         raise User.DoesNotExist(f"No account with id, username or email {identifier!r}.")
     return user

@@ -52,7 +52,9 @@ def _record_claim(user, scope: str, key: str, request_hash: str) -> IdempotencyR
     for _ in range(2):
         try:
             with transaction.atomic():
-                return IdempotencyRecord.objects.create(user=user, scope=scope, key=key, request_hash=request_hash)
+                return IdempotencyRecord.objects.create(
+                    user=user, scope=scope, key=key, request_hash=request_hash
+                )
         except IntegrityError:
             pass
         record = IdempotencyRecord.objects.filter(user=user, scope=scope, key=key).first()
@@ -66,8 +68,12 @@ def _record_claim(user, scope: str, key: str, request_hash: str) -> IdempotencyR
                 422, "idempotency_key_reused", f"This {HEADER} was used with a different request body."
             )
         if record.status == IdempotencyRecord.Status.IN_PROGRESS:
-            raise ApiError(409, "idempotency_in_progress", f"A request with this {HEADER} is still being processed.")
-        return Response(record.response_body, status=record.response_status, headers={"Idempotent-Replayed": "true"})
+            raise ApiError(
+                409, "idempotency_in_progress", f"A request with this {HEADER} is still being processed."
+            )
+        return Response(
+            record.response_body, status=record.response_status, headers={"Idempotent-Replayed": "true"}
+        )
     raise ApiError(409, "idempotency_in_progress", f"A request with this {HEADER} is still being processed.")
 
 

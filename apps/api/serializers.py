@@ -1,7 +1,7 @@
 """Pieces every API view shares: the credits field and strict body validation."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from apps.billing import money
@@ -31,3 +31,28 @@ def body_validate(serializer_class, data) -> dict:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    message = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="Error")
+class ErrorSerializer(serializers.Serializer):
+    """Every error: `{"success": false, "error": "<code>", "message": "…"}`, plus detail fields for some codes."""
+
+    success = serializers.BooleanField(default=False)
+    error = serializers.CharField(help_text="A stable code, e.g. insufficient_credits, invalid_input.")
+    message = serializers.CharField(help_text="A sentence for a human.")
+    details = ErrorDetailSerializer(
+        many=True, required=False, help_text="invalid_input / invalid_request: per field."
+    )
+    required = serializers.FloatField(required=False, help_text="insufficient_credits: the job's cost.")
+    credits = serializers.FloatField(required=False, help_text="insufficient_credits: the balance.")
+    topup = serializers.DictField(required=False, help_text="insufficient_credits: where to top up.")
+
+
+def error_responses(*statuses: int) -> dict:
+    """OpenAPI responses for the contract errors an operation can answer (401 on every authenticated one)."""
+    return {status: ErrorSerializer for status in statuses}

@@ -24,7 +24,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 class CreditsForm(forms.Form):
-    amount = forms.DecimalField(max_digits=18, decimal_places=6, help_text="Credits; negative takes credits back.")
+    amount = forms.DecimalField(
+        max_digits=18, decimal_places=6, help_text="Credits; negative takes credits back."
+    )
     reason = forms.CharField(max_length=300)
 
 
@@ -40,7 +42,11 @@ class WalletAdmin(ReadOnlyAdmin):
 
     def get_urls(self):
         return [
-            path("<int:pk>/credits/", self.admin_site.admin_view(self.credits_view), name="billing_wallet_credits"),
+            path(
+                "<int:pk>/credits/",
+                self.admin_site.admin_view(self.credits_view),
+                name="billing_wallet_credits",
+            ),
             *super().get_urls(),
         ]
 
@@ -70,7 +76,12 @@ class WalletAdmin(ReadOnlyAdmin):
             else:
                 self.message_user(request, "Credits posted.", messages.SUCCESS)
                 return redirect("admin:billing_wallet_changelist")
-        context = {**self.admin_site.each_context(request), "form": form, "wallet": wallet, "title": "Credits"}
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "wallet": wallet,
+            "title": "Credits",
+        }
         return render(request, "admin/billing/wallet_credits.html", context)
 
 

@@ -99,7 +99,10 @@ def catalog_seed(*, path: Path = CATALOG_FILE) -> tuple[int, int]:
                 model=model,
                 provider=route["provider"],
                 upstream_model=route["upstream_model"],
-                defaults={"params": route.get("params", {}), "priority": route.get("priority", priority * 10)},
+                defaults={
+                    "params": route.get("params", {}),
+                    "priority": route.get("priority", priority * 10),
+                },
             )
         created += was_created
         updated += not was_created

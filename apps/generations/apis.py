@@ -1,5 +1,10 @@
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -7,13 +12,14 @@ from rest_framework.views import APIView
 
 from apps.api.exceptions import ApiError
 from apps.api.idempotency import idempotent
-from apps.api.serializers import CreditsField
+from apps.api.serializers import CreditsField, error_responses
 from apps.billing.services import wallet_get
 from apps.catalog.services import model_resolve
 from apps.generations.models import Job, Output
 from apps.generations.services import job_cancel, job_create
 
 
+@extend_schema_serializer(component_name="JobOutput")
 class OutputSerializer(serializers.Serializer):
     url = serializers.SerializerMethodField()
     type = serializers.ChoiceField(choices=Output.Type.choices)
@@ -52,6 +58,7 @@ class JobErrorField(serializers.Field):
         return {"code": job.error_code, "message": job.error_message} if job.error_code else None
 
 
+@extend_schema_serializer(component_name="Job")
 class JobSerializer(serializers.Serializer):
     job_id = serializers.CharField(source="id")
     status = serializers.ChoiceField(choices=Job.Status.choices)
@@ -66,8 +73,11 @@ class JobSerializer(serializers.Serializer):
 
 
 class GenerateApi(APIView):
+    @extend_schema_serializer(component_name="Generate")
     class InputSerializer(serializers.Serializer):
-        model = serializers.CharField(required=False, help_text="The model's public id; `public_model` is an alias.")
+        model = serializers.CharField(
+            required=False, help_text="The model's public id; `public_model` is an alias."
+        )
         public_model = serializers.CharField(required=False)
         input = serializers.DictField(required=False, help_text="Validated against the model's `schema`.")
         webhook_url = serializers.URLField(required=False, default="", max_length=2000)
@@ -78,7 +88,10 @@ class GenerateApi(APIView):
             if "input" not in data:
                 # {"model": "z-image", "prompt": "a dog"}: the fields that are not ours are the input.
                 ours = {name: value for name, value in data.items() if name in self.fields}
-                data = {**ours, "input": {name: value for name, value in data.items() if name not in self.fields}}
+                data = {
+                    **ours,
+                    "input": {name: value for name, value in data.items() if name not in self.fields},
+                }
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
@@ -89,10 +102,13 @@ class GenerateApi(APIView):
             if not names:
                 raise serializers.ValidationError({"model": ["Give the model's id as `model`."]})
             if len(names) > 1:
-                raise serializers.ValidationError({"model": ["`model` and `public_model` name different models."]})
+                raise serializers.ValidationError(
+                    {"model": ["`model` and `public_model` name different models."]}
+                )
             attrs["model"] = names.pop()
             return attrs
 
+    @extend_schema_serializer(component_name="GenerateResponse")
     class OutputSerializer(serializers.Serializer):
         success = serializers.BooleanField(default=True)
         job_id = serializers.CharField()
@@ -106,7 +122,7 @@ class GenerateApi(APIView):
         operation_id="generate",
         summary="Submit a generation job",
         request=InputSerializer,
-        responses={202: OutputSerializer},
+        responses={202: OutputSerializer, **error_responses(400, 401, 402, 404, 409, 422, 503)},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
     )
     def post(self, request):
@@ -149,9 +165,11 @@ class JobPagination(CursorPagination):
 class JobApi(APIView):
     """One job (`?job_id=`), or the caller's jobs, newest first."""
 
+    @extend_schema_serializer(component_name="JobResponse")
     class OutputSerializer(JobSerializer):
         success = serializers.BooleanField(default=True)
 
+    @extend_schema_serializer(component_name="JobListResponse")
     class ListOutputSerializer(serializers.Serializer):
         success = serializers.BooleanField(default=True)
         jobs = JobSerializer(many=True)
@@ -166,7 +184,8 @@ class JobApi(APIView):
             OpenApiParameter("limit", int, required=False),
             OpenApiParameter("cursor", str, required=False),
         ],
-        responses=OutputSerializer,
+        responses={200: OutputSerializer, **error_responses(400, 401, 404)},
+        description="With `job_id`: that job (a `JobResponse`). Without: a `JobListResponse`, newest first.",
     )
     def get(self, request, job_id: str | None = None):
         job_id = job_id or request.query_params.get("job_id")
@@ -180,14 +199,19 @@ class JobApi(APIView):
         status_filter = request.query_params.get("status")
         if status_filter:
             if status_filter not in Job.Status.values:
-                raise ApiError(400, "invalid_request", f"Unknown status; one of: {', '.join(Job.Status.values)}.")
+                raise ApiError(
+                    400, "invalid_request", f"Unknown status; one of: {', '.join(Job.Status.values)}."
+                )
             jobs = jobs.filter(status=status_filter)
         paginator = JobPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
-        return paginator.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data)
+        return paginator.get_paginated_response(
+            JobSerializer(page, many=True, context={"request": request}).data
+        )
 
 
 class JobCancelApi(APIView):
+    @extend_schema_serializer(component_name="Cancel")
     class InputSerializer(serializers.Serializer):
         job_id = serializers.CharField()
 
@@ -195,7 +219,7 @@ class JobCancelApi(APIView):
         operation_id="cancel",
         summary="Cancel a queued job and return its credits",
         request=InputSerializer,
-        responses=JobApi.OutputSerializer,
+        responses={200: JobApi.OutputSerializer, **error_responses(401, 404, 409)},
     )
     def post(self, request, job_id: str | None = None):
         if job_id is None:
@@ -207,6 +231,8 @@ class JobCancelApi(APIView):
             raise ApiError(404, "not_found", f"No job {job_id!r} on this account.")
         if not job_cancel(job=job):
             job.refresh_from_db()
-            raise ApiError(409, "job_not_cancelable", f"The job is {job.status}; only queued jobs can be canceled.")
+            raise ApiError(
+                409, "job_not_cancelable", f"The job is {job.status}; only queued jobs can be canceled."
+            )
         job = Job.objects.with_outputs().get(pk=job.pk)
         return Response({"success": True, **JobApi.OutputSerializer(job, context={"request": request}).data})

@@ -11,7 +11,13 @@ from apps.billing.services import hold_place, hold_refund, hold_release, hold_se
 from apps.catalog.models import AIModel, ModelRoute
 from apps.catalog.services import ModelUnavailable, input_validate
 from apps.generations.models import Job, Output, job_id_new
-from apps.generations.providers import OutputData, ProviderError, RunResult, provider_get, provider_keys_available
+from apps.generations.providers import (
+    OutputData,
+    ProviderError,
+    RunResult,
+    provider_get,
+    provider_keys_available,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +36,11 @@ def job_create(*, user, model: AIModel, input: dict, api_key=None, webhook_url: 
     job_id = job_id_new()
     with transaction.atomic():
         hold = hold_place(
-            user=user, amount_micro=cost_micro, key=f"job:{job_id}", reference=job_id, description=model.public_model
+            user=user,
+            amount_micro=cost_micro,
+            key=f"job:{job_id}",
+            reference=job_id,
+            description=model.public_model,
         )
         job = Job.objects.create(
             id=job_id,
@@ -138,7 +148,10 @@ def job_fail(*, job: Job, code: str, message: str) -> bool:
     """Fails a job that has not finished and returns its whole hold. True if this call failed it."""
     with transaction.atomic():
         failed = Job.objects.filter(pk=job.pk, status__in=[Job.Status.QUEUED, Job.Status.PROCESSING]).update(
-            status=Job.Status.FAILED, completed_at=timezone.now(), error_code=code, error_message=message[:2000]
+            status=Job.Status.FAILED,
+            completed_at=timezone.now(),
+            error_code=code,
+            error_message=message[:2000],
         )
         if failed and job.hold_id:
             hold_release(hold=job.hold, reason=f"Job failed: {code}", reference=job.pk)
@@ -172,7 +185,9 @@ def jobs_requeue_lost() -> int:
     """Enqueues again queued jobs whose message was lost (crash between commit and enqueue, broker outage)."""
     cutoff = timezone.now() - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
     job_ids = list(
-        Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__lt=cutoff).values_list("pk", flat=True)[:500]
+        Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__lt=cutoff).values_list("pk", flat=True)[
+            :500
+        ]
     )
     Job.objects.filter(pk__in=job_ids).update(enqueued_at=timezone.now())
     for job_id in job_ids:
@@ -183,5 +198,9 @@ def jobs_requeue_lost() -> int:
 def jobs_fail_stuck() -> int:
     """Fails jobs processing longer than JOB_TIMEOUT_SECONDS (a worker died mid-run) and releases their holds."""
     cutoff = timezone.now() - timedelta(seconds=settings.JOB_TIMEOUT_SECONDS)
-    stuck = Job.objects.filter(status=Job.Status.PROCESSING, started_at__lt=cutoff).select_related("hold")[:500]
-    return sum(job_fail(job=job, code="timeout", message="The job took too long and was stopped.") for job in stuck)
+    stuck = Job.objects.filter(status=Job.Status.PROCESSING, started_at__lt=cutoff).select_related("hold")[
+        :500
+    ]
+    return sum(
+        job_fail(job=job, code="timeout", message="The job took too long and was stopped.") for job in stuck
+    )

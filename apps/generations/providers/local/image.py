@@ -29,7 +29,7 @@ def _render(prompt: str, width: int, height: int, seed: int) -> OutputData:
     digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
     rng = random.Random(digest)
     start, end = _colour(rng), _colour(rng)
-    gradient = Image.linear_gradient("L").rotate(rng.uniform(0, 360), expand=False).resize((width, height))
+    gradient = _gradient(rng.uniform(0, 360)).resize((width, height))
     image = ImageOps.colorize(gradient, start, end).convert("RGBA")
 
     layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
@@ -53,18 +53,32 @@ def _render(prompt: str, width: int, height: int, seed: int) -> OutputData:
     lines = textwrap.wrap(caption, width=max(10, int(width / (font.size * 0.6))))[:3]
     if lines:
         text = "\n".join(lines)
-        draw = ImageDraw.Draw(image)
+        # Drawn on its own layer and composited: ImageDraw on the picture itself would replace its pixels
+        # with the translucent colour rather than blend, and the band would come out solid black.
+        band = Image.new("RGBA", image.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(band)
         box = draw.multiline_textbbox((0, 0), text, font=font)
         margin = max(4, unit // 40)
         top = height - (box[3] - box[1]) - 2 * margin
         draw.rectangle((0, top - margin, width, height), fill=(0, 0, 0, 110))
         draw.multiline_text((margin, top), text, font=font, fill=(255, 255, 255, 235))
+        image = Image.alpha_composite(image, band)
 
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="PNG", optimize=False)
     return OutputData(
         type="image", content_type="image/png", file_name="out.png", content=buffer.getvalue(), width=width, height=height
     )
+
+
+def _gradient(angle: float) -> Image.Image:
+    """A 256×256 linear gradient at `angle` degrees, from 0 to 255, with no empty corners."""
+    # Rotating the square gradient itself leaves its corners empty (black). Rotate one large enough that its
+    # inscribed circle (radius 192) covers the centre 256×256 square (half-diagonal 181), then cut that out.
+    side = 384
+    rotated = Image.linear_gradient("L").resize((side, side)).rotate(angle, resample=Image.Resampling.BILINEAR)
+    offset = (side - 256) // 2
+    return ImageOps.autocontrast(rotated.crop((offset, offset, offset + 256, offset + 256)))
 
 
 def _colour(rng: random.Random) -> tuple[int, int, int]:

@@ -1,0 +1,232 @@
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from apps.api.models import IdempotencyRecord
+from apps.billing.models import LedgerEntry
+from apps.billing.services import wallet_get
+from apps.generations.models import Job
+from apps.generations.services import job_run
+
+pytestmark = pytest.mark.django_db
+
+MODEL = "local/procedural-image"
+
+
+def generate(client, body=None, **headers):
+    body = (
+        body
+        if body is not None
+        else {"model": MODEL, "input": {"prompt": "a dog", "width": 64, "height": 64}}
+    )
+    return client.post("/api/v1/generate.php", body, format="json", **headers)
+
+
+def test_it_accepts_a_job_holding_its_cost(catalog, alice, alice_api):
+    response = generate(alice_api)
+    assert response.status_code == 202
+    body = response.json()
+    assert set(body) == {"success", "job_id", "status", "public_model", "cost_credits", "credits", "poll_url"}
+    assert body["status"] == "queued" and body["public_model"] == MODEL
+    assert body["cost_credits"] == 0.01 and body["credits"] == 9.99
+    assert body["job_id"].startswith("job_") and len(body["job_id"]) > 20
+    assert body["poll_url"] == f"/api/v1/jobs.php?job_id={body['job_id']}"
+    job = Job.objects.get(pk=body["job_id"])
+    assert job.user == alice and job.input == {"prompt": "a dog", "width": 64, "height": 64, "num_images": 1}
+    assert job.hold.amount_micro == 10_000 and job.hold.status == "held"
+
+
+def test_it_takes_the_input_from_top_level_fields_when_input_is_absent(catalog, alice_api):
+    response = generate(alice_api, {"public_model": MODEL, "prompt": "a dog", "width": 64, "height": 64})
+    assert response.status_code == 202
+    assert Job.objects.get(pk=response.json()["job_id"]).input["prompt"] == "a dog"
+
+
+def test_it_prices_by_the_input(catalog, alice_api):
+    body = generate(alice_api, {"model": MODEL, "input": {"prompt": "p", "num_images": 3}}).json()
+    assert body["cost_credits"] == 0.03 and body["credits"] == 9.97
+
+
+def test_it_answers_402_with_top_up_hints_and_creates_nothing(catalog, bob_api):
+    response = generate(bob_api)
+    assert response.status_code == 402
+    body = response.json()
+    assert body["error"] == "insufficient_credits" and body["required"] == 0.01 and body["credits"] == 0
+    assert body["topup"]["endpoint"] == "/api/v1/agent_topup.php"
+    assert body["topup"]["billing_url"] == "http://testserver/billing.php"
+    assert not Job.objects.exists() and not LedgerEntry.objects.filter(kind="debit").exists()
+
+
+def test_it_answers_422_with_field_details_and_holds_nothing(catalog, alice, alice_api):
+    response = generate(alice_api, {"model": MODEL, "input": {"width": 5000, "style": "x"}})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "invalid_input"
+    assert {d["field"] for d in body["details"]} == {"prompt", "width", "style"}
+    assert all(d["message"] for d in body["details"])
+    assert not Job.objects.exists() and wallet_get(user=alice).balance_micro == 10_000_000
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({"input": {"prompt": "x"}}, 400, "invalid_request"),
+        ({"model": MODEL, "public_model": "z-image", "input": {"prompt": "x"}}, 400, "invalid_request"),
+        ({"model": MODEL, "input": {"prompt": "x"}, "color": "red"}, 400, "invalid_request"),
+        ({"model": MODEL, "input": "a dog"}, 400, "invalid_request"),
+        ({"model": MODEL, "input": {"prompt": "x"}, "webhook_url": "not a url"}, 400, "invalid_request"),
+        ([1, 2], 400, "invalid_request"),
+        ({"model": "no/such-model", "input": {"prompt": "x"}}, 404, "model_not_found"),
+        ({"model": "z-image", "input": {"prompt": "x"}}, 503, "model_unavailable"),
+    ],
+)
+def test_it_rejects_bad_requests_in_the_contract_shape(catalog, alice, alice_api, body, status, error):
+    response = generate(alice_api, body)
+    assert response.status_code == status, response.json()
+    assert response.json()["success"] is False and response.json()["error"] == error
+    assert response.json()["message"]
+    assert not Job.objects.exists() and wallet_get(user=alice).balance_micro == 10_000_000
+
+
+def test_it_rejects_malformed_json(catalog, alice_api):
+    response = alice_api.post("/api/v1/generate.php", "{", content_type="application/json")
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+
+
+def test_it_replays_an_idempotent_request_without_a_second_job(catalog, alice, alice_api):
+    first = generate(alice_api, HTTP_IDEMPOTENCY_KEY="k-1")
+    second = generate(alice_api, HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == second.status_code == 202
+    assert first.json() == second.json()
+    assert second["Idempotent-Replayed"] == "true"
+    assert Job.objects.count() == 1 and wallet_get(user=alice).balance_micro == 9_990_000
+
+
+def test_it_refuses_an_idempotency_key_reused_with_another_body(catalog, alice_api):
+    generate(alice_api, HTTP_IDEMPOTENCY_KEY="k-2")
+    response = generate(alice_api, {"model": MODEL, "input": {"prompt": "a cat"}}, HTTP_IDEMPOTENCY_KEY="k-2")
+    assert response.status_code == 422 and response.json()["error"] == "idempotency_key_reused"
+    assert Job.objects.count() == 1
+
+
+def test_it_answers_409_while_the_first_request_is_in_progress(catalog, alice, alice_api):
+    import hashlib
+    import json
+
+    body = {"model": MODEL, "input": {"prompt": "a dog", "width": 64, "height": 64}}
+    IdempotencyRecord.objects.create(
+        user=alice,
+        scope="generate",
+        key="k-3",
+        request_hash=hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest(),
+    )
+    response = generate(alice_api, body, HTTP_IDEMPOTENCY_KEY="k-3")
+    assert response.status_code == 409 and response.json()["error"] == "idempotency_in_progress"
+    assert not Job.objects.exists()
+
+
+def test_it_lets_a_failed_request_be_retried_with_the_same_key(catalog, bob, bob_api):
+    assert generate(bob_api, HTTP_IDEMPOTENCY_KEY="k-4").status_code == 402
+    from apps.billing.services import credits_grant
+
+    credits_grant(user=bob, amount_micro=1_000_000, reason="top-up", idempotency_key="t:bob")
+    assert generate(bob_api, HTTP_IDEMPOTENCY_KEY="k-4").status_code == 202
+    assert Job.objects.count() == 1
+
+
+def test_it_scopes_idempotency_keys_to_the_account(catalog, alice_api, charlie_api):
+    generate(alice_api, HTTP_IDEMPOTENCY_KEY="shared")
+    assert generate(charlie_api, HTTP_IDEMPOTENCY_KEY="shared").status_code == 202
+    assert Job.objects.count() == 2
+
+
+def test_it_generates_in_a_bounded_number_of_queries(catalog, alice_api):
+    generate(alice_api)  # first use of the key writes last_used_at
+    with CaptureQueriesContext(connection) as queries:
+        assert generate(alice_api).status_code == 202
+    # key, model, routes; in one transaction: wallet lock, entry-key check, balance, entry, hold, job;
+    # the balance for the answer; and the test transaction's savepoint around job_create.
+    assert len(queries) == 12, [q["sql"][:80] for q in queries.captured_queries]
+
+
+def test_it_polls_a_job_with_its_outputs_in_three_queries(catalog, alice_api):
+    job_id = generate(alice_api).json()["job_id"]
+    job_run(job_id=job_id)
+    alice_api.get("/api/v1/jobs.php", {"job_id": job_id})
+    with CaptureQueriesContext(connection) as queries:
+        body = alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).json()
+    assert body["status"] == "completed" and len(body["outputs"]) == 1
+    assert len(queries) == 3  # key + user, job + model, outputs
+
+
+def test_it_shows_a_completed_job_in_the_published_shape(catalog, alice_api):
+    job_id = generate(alice_api).json()["job_id"]
+    job_run(job_id=job_id)
+    body = alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).json()
+    assert {
+        "success",
+        "job_id",
+        "status",
+        "public_model",
+        "category",
+        "cost_credits",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "outputs",
+        "error",
+    } <= set(body)
+    output = body["outputs"][0]
+    assert output["url"].startswith("http://testserver/media/outputs/") and job_id not in output["url"]
+    assert (output["type"], output["content_type"], output["width"], output["height"]) == (
+        "image",
+        "image/png",
+        64,
+        64,
+    )
+    assert output["file_size"] > 0 and body["error"] is None
+    assert alice_api.get(f"/api/v1/jobs/{job_id}").json()["job_id"] == job_id  # the clean alias
+
+
+def test_it_hides_another_accounts_job(catalog, alice_api, charlie_api):
+    job_id = generate(alice_api).json()["job_id"]
+    for path in (f"/api/v1/jobs.php?job_id={job_id}", f"/api/v1/jobs/{job_id}"):
+        response = charlie_api.get(path)
+        assert response.status_code == 404 and response.json()["error"] == "not_found"
+    assert charlie_api.get("/api/v1/jobs.php").json()["jobs"] == []
+    assert charlie_api.post("/api/v1/cancel.php", {"job_id": job_id}, format="json").status_code == 404
+
+
+def test_it_lists_the_callers_jobs_newest_first_with_a_cursor(catalog, alice_api):
+    ids = [generate(alice_api).json()["job_id"] for _ in range(5)]
+    page = alice_api.get("/api/v1/jobs.php", {"limit": 2}).json()
+    assert [j["job_id"] for j in page["jobs"]] == ids[::-1][:2]
+    assert "offset" not in page["next"]
+    rest = alice_api.get(page["next"]).json()
+    assert [j["job_id"] for j in rest["jobs"]] == ids[::-1][2:4]
+    assert alice_api.get("/api/v1/jobs.php", {"status": "completed"}).json()["jobs"] == []
+    assert alice_api.get("/api/v1/jobs.php", {"status": "bogus"}).status_code == 400
+
+
+def test_it_lists_jobs_in_a_constant_number_of_queries(catalog, alice_api):
+    for _ in range(3):
+        job_run(job_id=generate(alice_api).json()["job_id"])
+    with CaptureQueriesContext(connection) as few:
+        alice_api.get("/api/v1/jobs.php")
+    for _ in range(3):
+        job_run(job_id=generate(alice_api).json()["job_id"])
+    with CaptureQueriesContext(connection) as more:
+        assert len(alice_api.get("/api/v1/jobs.php").json()["jobs"]) == 6
+    assert len(few) == len(more)
+
+
+def test_it_cancels_a_queued_job_and_returns_its_credits_once(catalog, alice, alice_api):
+    job_id = generate(alice_api).json()["job_id"]
+    response = alice_api.post("/api/v1/cancel.php", {"job_id": job_id}, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "canceled"
+    assert wallet_get(user=alice).balance_micro == 10_000_000
+    again = alice_api.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert again.status_code == 409 and again.json()["error"] == "job_not_cancelable"
+    job_run(job_id=job_id)  # a late delivery of the task does nothing
+    assert Job.objects.get(pk=job_id).status == "canceled"
+    assert wallet_get(user=alice).balance_micro == 10_000_000
