@@ -39,9 +39,7 @@ class ApiKeyQuerySet(models.QuerySet):
 class ApiKey(models.Model):
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100, default="default")
-    prefix = models.CharField(
-        max_length=16, help_text="The first characters of the key, shown to tell keys apart."
-    )
+    prefix = models.CharField(max_length=16, help_text="The first characters of the key, shown to tell keys apart.")
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)

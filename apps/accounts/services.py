@@ -22,9 +22,7 @@ def account_setup(*, user: User) -> None:
     wallet_get(user=user)
     free_micro = money.credits_to_micro(settings.SIGNUP_FREE_CREDITS)
     if free_micro > 0:
-        credits_grant(
-            user=user, amount_micro=free_micro, reason="Sign-up credits", idempotency_key=f"signup:{user.pk}"
-        )
+        credits_grant(user=user, amount_micro=free_micro, reason="Sign-up credits", idempotency_key=f"signup:{user.pk}")
 
 
 def api_key_create(*, user: User, name: str = "default") -> tuple[ApiKey, str]:
@@ -47,11 +45,7 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
     """One indexed lookup; last_used_at is written at most once per API_KEY_TOUCH_SECONDS per key."""
     if not raw_key.startswith(API_KEY_PREFIX):
         return None
-    key = (
-        ApiKey.objects.select_related("user")
-        .filter(key_hash=api_key_hash(raw_key), revoked_at__isnull=True)
-        .first()
-    )
+    key = ApiKey.objects.select_related("user").filter(key_hash=api_key_hash(raw_key), revoked_at__isnull=True).first()
     if key is None or not key.user.is_active:
         return None
     now = timezone.now()
@@ -64,9 +58,7 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
 @transaction.atomic
 def agent_register(*, name: str, email: str = "") -> tuple[User, str]:
     """Creates an agent account with its first API key; the raw key is returned once."""
-    user = User(
-        username=_unique_username(name), email=email, display_name=name, account_type=User.AccountType.AGENT
-    )
+    user = User(username=_unique_username(name), email=email, display_name=name, account_type=User.AccountType.AGENT)
     user.set_unusable_password()
     user.save()
     account_setup(user=user)
@@ -81,10 +73,7 @@ def user_lookup(identifier: str) -> User:
         user = User.objects.filter(pk=int(identifier)).first()
         if user:
             return user
-    user = (
-        User.objects.filter(username=identifier).first()
-        or User.objects.filter(email__iexact=identifier).first()
-    )
+    user = User.objects.filter(username=identifier).first() or User.objects.filter(email__iexact=identifier).first()
     if user is None:
         raise User.DoesNotExist(f"No account with id, username or email {identifier!r}.")
     return user

@@ -22,9 +22,7 @@ class ApiError(exceptions.APIException):
 
 
 def error_response(status_code: int, code: str, message: str, headers=None, **extra) -> Response:
-    return Response(
-        {"success": False, "error": code, "message": message, **extra}, status=status_code, headers=headers
-    )
+    return Response({"success": False, "error": code, "message": message, **extra}, status=status_code, headers=headers)
 
 
 def exception_handler(exc, context):
@@ -43,9 +41,7 @@ def exception_handler(exc, context):
     if isinstance(exc, InvalidInput):
         return error_response(422, "invalid_input", str(exc), details=exc.details)
     if isinstance(exc, ModelNotFound):
-        return error_response(
-            404, "model_not_found", f"There is no model {exc.args[0]!r}; see /api/v1/models.php."
-        )
+        return error_response(404, "model_not_found", f"There is no model {exc.args[0]!r}; see /api/v1/models.php.")
     if isinstance(exc, ModelUnavailable):
         return error_response(503, "model_unavailable", f"No provider can serve {exc.args[0]!r} right now.")
     if isinstance(exc, Http404 | exceptions.NotFound):
@@ -56,9 +52,7 @@ def exception_handler(exc, context):
             if isinstance(exc, exceptions.AuthenticationFailed)
             else ("Authentication required: send 'Authorization: Bearer kw_…'.")
         )
-        return error_response(
-            401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="api"'}
-        )
+        return error_response(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="api"'})
     if isinstance(exc, PermissionDenied | exceptions.PermissionDenied):
         detail = getattr(exc, "detail", None) or "You are not allowed to do this."
         return error_response(403, "forbidden", str(detail))
@@ -74,9 +68,7 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.MethodNotAllowed):
         return error_response(405, "method_not_allowed", str(exc.detail))
     if isinstance(exc, exceptions.ValidationError):
-        return error_response(
-            400, "invalid_request", _first_message(exc.detail), details=_details(exc.detail)
-        )
+        return error_response(400, "invalid_request", _first_message(exc.detail), details=_details(exc.detail))
     if isinstance(exc, exceptions.APIException):
         return error_response(exc.status_code, exc.default_code, str(exc.detail))
     return None

@@ -52,9 +52,7 @@ def _record_claim(user, scope: str, key: str, request_hash: str) -> IdempotencyR
     for _ in range(2):
         try:
             with transaction.atomic():
-                return IdempotencyRecord.objects.create(
-                    user=user, scope=scope, key=key, request_hash=request_hash
-                )
+                return IdempotencyRecord.objects.create(user=user, scope=scope, key=key, request_hash=request_hash)
         except IntegrityError:
             pass
         record = IdempotencyRecord.objects.filter(user=user, scope=scope, key=key).first()
@@ -64,16 +62,17 @@ def _record_claim(user, scope: str, key: str, request_hash: str) -> IdempotencyR
             IdempotencyRecord.objects.filter(pk=record.pk, created_at=record.created_at).delete()
             continue
         if record.request_hash != request_hash:
-            raise ApiError(
-                422, "idempotency_key_reused", f"This {HEADER} was used with a different request body."
-            )
+            raise ApiError(422, "idempotency_key_reused", f"This {HEADER} was used with a different request body.")
         if record.status == IdempotencyRecord.Status.IN_PROGRESS:
-            raise ApiError(
-                409, "idempotency_in_progress", f"A request with this {HEADER} is still being processed."
-            )
-        return Response(
-            record.response_body, status=record.response_status, headers={"Idempotent-Replayed": "true"}
-        )
+            # The work commits with the record, so a request that died mid-way left nothing behind: after a
+            # while its key may be taken over (exactly one taker, by the conditional update).
+            stale_before = now - timedelta(seconds=settings.IDEMPOTENCY_STALE_SECONDS)
+            if record.created_at < stale_before and IdempotencyRecord.objects.filter(
+                pk=record.pk, status=record.status, created_at=record.created_at
+            ).update(created_at=now):
+                return record
+            raise ApiError(409, "idempotency_in_progress", f"A request with this {HEADER} is still being processed.")
+        return Response(record.response_body, status=record.response_status, headers={"Idempotent-Replayed": "true"})
     raise ApiError(409, "idempotency_in_progress", f"A request with this {HEADER} is still being processed.")
 
 

@@ -11,9 +11,7 @@ class IdempotencyRecord(models.Model):
         DONE = "done", "Done"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    scope = models.CharField(
-        max_length=60, help_text="The operation, so one key can't replay another endpoint."
-    )
+    scope = models.CharField(max_length=60, help_text="The operation, so one key can't replay another endpoint.")
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.IN_PROGRESS)

@@ -45,9 +45,7 @@ class ErrorSerializer(serializers.Serializer):
     success = serializers.BooleanField(default=False)
     error = serializers.CharField(help_text="A stable code, e.g. insufficient_credits, invalid_input.")
     message = serializers.CharField(help_text="A sentence for a human.")
-    details = ErrorDetailSerializer(
-        many=True, required=False, help_text="invalid_input / invalid_request: per field."
-    )
+    details = ErrorDetailSerializer(many=True, required=False, help_text="invalid_input / invalid_request: per field.")
     required = serializers.FloatField(required=False, help_text="insufficient_credits: the job's cost.")
     credits = serializers.FloatField(required=False, help_text="insufficient_credits: the balance.")
     topup = serializers.DictField(required=False, help_text="insufficient_credits: where to top up.")

@@ -29,9 +29,7 @@ def test_it_creates_an_agent_account_with_a_working_key(anon_api):
 
 def test_it_accepts_an_empty_body_and_an_email(anon_api):
     assert anon_api.post("/api/v1/agent_register.php", {}, format="json").status_code == 201
-    response = anon_api.post(
-        "/api/v1/agent_register.php", {"name": "B", "email": "b@example.com"}, format="json"
-    )
+    response = anon_api.post("/api/v1/agent_register.php", {"name": "B", "email": "b@example.com"}, format="json")
     assert User.objects.get(pk=response.json()["user_id"]).email == "b@example.com"
 
 

@@ -103,3 +103,14 @@ def test_it_accepts_a_browser_session_with_csrf(alice):
     response = client.post("/api/v1/generate.php", {"model": "x"}, format="json")
     assert response.status_code == 403  # a session write without the CSRF token is refused
     assert response.json()["error"] == "forbidden"
+
+
+def test_admins_create_a_key_from_the_command_line(alice, capsys):
+    from django.core.management import call_command
+
+    call_command("create_api_key", alice.email, "--name", "ci")
+    raw = capsys.readouterr().out.strip()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert client.get("/api/v1/credits.php").status_code == 200
+    assert alice.api_keys.get().name == "ci"

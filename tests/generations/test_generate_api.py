@@ -1,6 +1,11 @@
+import hashlib
+import json
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from apps.api.models import IdempotencyRecord
 from apps.billing.models import LedgerEntry
@@ -14,11 +19,7 @@ MODEL = "local/procedural-image"
 
 
 def generate(client, body=None, **headers):
-    body = (
-        body
-        if body is not None
-        else {"model": MODEL, "input": {"prompt": "a dog", "width": 64, "height": 64}}
-    )
+    body = body if body is not None else {"model": MODEL, "input": {"prompt": "a dog", "width": 64, "height": 64}}
     return client.post("/api/v1/generate.php", body, format="json", **headers)
 
 
@@ -110,9 +111,6 @@ def test_it_refuses_an_idempotency_key_reused_with_another_body(catalog, alice_a
 
 
 def test_it_answers_409_while_the_first_request_is_in_progress(catalog, alice, alice_api):
-    import hashlib
-    import json
-
     body = {"model": MODEL, "input": {"prompt": "a dog", "width": 64, "height": 64}}
     IdempotencyRecord.objects.create(
         user=alice,
@@ -123,6 +121,21 @@ def test_it_answers_409_while_the_first_request_is_in_progress(catalog, alice, a
     response = generate(alice_api, body, HTTP_IDEMPOTENCY_KEY="k-3")
     assert response.status_code == 409 and response.json()["error"] == "idempotency_in_progress"
     assert not Job.objects.exists()
+
+
+def test_it_lets_a_request_take_over_a_key_whose_first_request_died(catalog, alice, alice_api):
+    body = {"model": MODEL, "input": {"prompt": "a dog", "width": 64, "height": 64}}
+    IdempotencyRecord.objects.create(
+        user=alice,
+        scope="generate",
+        key="k-dead",
+        request_hash=hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest(),
+        created_at=timezone.now() - timedelta(minutes=10),
+    )
+    first = generate(alice_api, body, HTTP_IDEMPOTENCY_KEY="k-dead")
+    assert first.status_code == 202
+    assert generate(alice_api, body, HTTP_IDEMPOTENCY_KEY="k-dead").json() == first.json()
+    assert Job.objects.count() == 1
 
 
 def test_it_lets_a_failed_request_be_retried_with_the_same_key(catalog, bob, bob_api):

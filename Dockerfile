@@ -1,0 +1,33 @@
+# KiwiWhale image: the web app (gunicorn), the Celery worker and beat all run from it (see docker-compose.yml).
+FROM python:3.11-slim
+
+# PYTHONPATH: run from the source tree in /app (templates, static files and catalog.json live there), not from
+# the copy `pip install .` puts in site-packages.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONPATH=/app
+
+WORKDIR /app
+
+# Only what the app needs: never .venv, var/ or a local .env.
+COPY pyproject.toml README.md manage.py ./
+COPY kiwiwhale ./kiwiwhale
+COPY apps ./apps
+COPY templates ./templates
+COPY static ./static
+
+# Extra packages, e.g. --build-arg EXTRA_PACKAGES="django-storages[s3]" for S3 storage.
+ARG EXTRA_PACKAGES=""
+RUN pip install . ${EXTRA_PACKAGES} \
+    && rm -rf build ./*.egg-info
+
+# A non-root user owns the runtime state (media, static files, beat schedule).
+RUN useradd --create-home --uid 1000 kiwiwhale \
+    && mkdir -p /app/var/media /app/var/staticfiles \
+    && chown -R kiwiwhale:kiwiwhale /app/var
+USER kiwiwhale
+
+EXPOSE 8000
+CMD ["gunicorn", "kiwiwhale.wsgi", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]
