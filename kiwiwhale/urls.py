@@ -18,8 +18,6 @@ urlpatterns = [
 if settings.SERVE_MEDIA:
     # Local media: output paths hold a random folder name, so a URL is its own access token.
     media_prefix = settings.MEDIA_URL.lstrip("/")
-    urlpatterns.append(
-        re_path(rf"^{media_prefix}(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})
-    )
+    urlpatterns.append(re_path(rf"^{media_prefix}(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}))
 
 handler404 = "apps.site.views.not_found"

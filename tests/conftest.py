@@ -59,9 +59,7 @@ def _clean_cache():
 @pytest.fixture(autouse=True)
 def _ledger_invariant(request):
     """After every test that touched the database: each wallet balances and none is negative."""
-    uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(
-        request.fixturenames
-    )
+    uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames)
     yield
     if uses_db:
         problems = ledger_check()

@@ -24,9 +24,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 class CreditsForm(forms.Form):
-    amount = forms.DecimalField(
-        max_digits=18, decimal_places=6, help_text="Credits; negative takes credits back."
-    )
+    amount = forms.DecimalField(max_digits=18, decimal_places=6, help_text="Credits; negative takes credits back.")
     reason = forms.CharField(max_length=300)
 
 

@@ -38,9 +38,7 @@ class LedgerEntry(models.Model):
     amount_micro = models.BigIntegerField(help_text="Signed: positive adds credits, negative takes them.")
     balance_after_micro = models.BigIntegerField()
     idempotency_key = models.CharField(max_length=200, unique=True)
-    reference = models.CharField(
-        max_length=100, blank=True, help_text="The job or payment this entry is about."
-    )
+    reference = models.CharField(max_length=100, blank=True, help_text="The job or payment this entry is about.")
     description = models.CharField(max_length=300, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -66,9 +64,7 @@ class Hold(models.Model):
         REFUNDED = "refunded", "Refunded"  # settled, then given back by an admin
 
     wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="holds")
-    key = models.CharField(
-        max_length=200, unique=True, help_text="Base of the idempotency keys of its entries."
-    )
+    key = models.CharField(max_length=200, unique=True, help_text="Base of the idempotency keys of its entries.")
     amount_micro = models.BigIntegerField()
     charged_micro = models.BigIntegerField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.HELD)
@@ -76,9 +72,7 @@ class Hold(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [
-            models.CheckConstraint(condition=Q(amount_micro__gte=0), name="hold_amount_not_negative")
-        ]
+        constraints = [models.CheckConstraint(condition=Q(amount_micro__gte=0), name="hold_amount_not_negative")]
 
     def __str__(self):
         return f"{self.key} {self.status}"

@@ -45,9 +45,7 @@ def _ledger_post(
         if wallet_id is not None:
             wallet = Wallet.objects.select_for_update().get(pk=wallet_id)
         else:
-            wallet = Wallet.objects.select_for_update().filter(user=user).first() or _wallet_create_locked(
-                user
-            )
+            wallet = Wallet.objects.select_for_update().filter(user=user).first() or _wallet_create_locked(user)
         # Checked under the wallet lock, so two posts with one key cannot both pass; the unique index backs it.
         existing = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -73,9 +71,7 @@ def _wallet_create_locked(user) -> Wallet:
     return Wallet.objects.select_for_update().get(user=user)
 
 
-def credits_grant(
-    *, user, amount_micro: int, reason: str, idempotency_key: str, created_by=None
-) -> LedgerEntry:
+def credits_grant(*, user, amount_micro: int, reason: str, idempotency_key: str, created_by=None) -> LedgerEntry:
     if amount_micro <= 0:
         raise ValueError("A grant adds credits; use credits_adjust to take them.")
     return _ledger_post(
@@ -88,9 +84,7 @@ def credits_grant(
     )
 
 
-def credits_adjust(
-    *, user, amount_micro: int, reason: str, idempotency_key: str, created_by=None
-) -> LedgerEntry:
+def credits_adjust(*, user, amount_micro: int, reason: str, idempotency_key: str, created_by=None) -> LedgerEntry:
     """A manual correction by an admin, either sign; never below zero."""
     if amount_micro == 0:
         raise ValueError("An adjustment of zero changes nothing.")
@@ -212,9 +206,7 @@ class LedgerProblem:
 def ledger_check() -> list[LedgerProblem]:
     """The invariant: every wallet's balance equals the sum of its entries and is not negative."""
     wallets = Wallet.objects.select_related("user").annotate(
-        entries_sum=models.functions.Coalesce(
-            Sum("entries__amount_micro"), 0, output_field=models.BigIntegerField()
-        )
+        entries_sum=models.functions.Coalesce(Sum("entries__amount_micro"), 0, output_field=models.BigIntegerField())
     )
     return [
         LedgerProblem(w.pk, str(w.user), w.balance_micro, w.entries_sum)

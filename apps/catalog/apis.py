@@ -16,13 +16,9 @@ class ModelSerializer(serializers.Serializer):
     label = serializers.CharField()
     public_model = serializers.CharField()
     category = serializers.ChoiceField(choices=Category.choices)
-    cost_credits = CreditsField(
-        source="base_cost_micro", help_text="The cost of a run with the default input."
-    )
+    cost_credits = CreditsField(source="base_cost_micro", help_text="The cost of a run with the default input.")
     description = serializers.CharField()
-    schema = serializers.JSONField(
-        source="input_schema", help_text="JSON Schema (2020-12) of generate's input."
-    )
+    schema = serializers.JSONField(source="input_schema", help_text="JSON Schema (2020-12) of generate's input.")
 
 
 class ModelListApi(APIView):

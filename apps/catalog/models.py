@@ -77,12 +77,8 @@ class ModelRoute(models.Model):
     """One way to serve a model: a provider, its upstream model id and parameter mapping, in priority order."""
 
     model = models.ForeignKey(AIModel, on_delete=models.CASCADE, related_name="routes")
-    provider = models.CharField(
-        max_length=40, help_text="A key of the provider registry, e.g. local, fal, openai."
-    )
-    upstream_model = models.CharField(
-        max_length=200, help_text="The provider's id for this model (or engine)."
-    )
+    provider = models.CharField(max_length=40, help_text="A key of the provider registry, e.g. local, fal, openai.")
+    upstream_model = models.CharField(max_length=200, help_text="The provider's id for this model (or engine).")
     params = models.JSONField(default=dict, blank=True, help_text="Parameter mapping and fixed options.")
     priority = models.PositiveSmallIntegerField(default=10, help_text="Lower goes first.")
     enabled = models.BooleanField(default=True)
@@ -90,9 +86,7 @@ class ModelRoute(models.Model):
     class Meta:
         ordering = ["priority", "pk"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["model", "provider", "upstream_model"], name="route_unique_per_model"
-            )
+            models.UniqueConstraint(fields=["model", "provider", "upstream_model"], name="route_unique_per_model")
         ]
 
     def __str__(self):

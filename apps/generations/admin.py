@@ -49,8 +49,6 @@ class JobAdmin(admin.ModelAdmin):
     @admin.action(description="Refund: give back what completed jobs charged")
     def refund(self, request, queryset):
         for job in queryset.select_related("hold"):
-            done = job_refund(
-                job=job, reason=f"Refund of {job.pk} by {request.user}", created_by=request.user
-            )
+            done = job_refund(job=job, reason=f"Refund of {job.pk} by {request.user}", created_by=request.user)
             level = messages.SUCCESS if done else messages.WARNING
             self.message_user(request, f"{job.pk}: {'refunded' if done else 'nothing to refund'}.", level)

@@ -75,9 +75,7 @@ class JobSerializer(serializers.Serializer):
 class GenerateApi(APIView):
     @extend_schema_serializer(component_name="Generate")
     class InputSerializer(serializers.Serializer):
-        model = serializers.CharField(
-            required=False, help_text="The model's public id; `public_model` is an alias."
-        )
+        model = serializers.CharField(required=False, help_text="The model's public id; `public_model` is an alias.")
         public_model = serializers.CharField(required=False)
         input = serializers.DictField(required=False, help_text="Validated against the model's `schema`.")
         webhook_url = serializers.URLField(required=False, default="", max_length=2000)
@@ -102,9 +100,7 @@ class GenerateApi(APIView):
             if not names:
                 raise serializers.ValidationError({"model": ["Give the model's id as `model`."]})
             if len(names) > 1:
-                raise serializers.ValidationError(
-                    {"model": ["`model` and `public_model` name different models."]}
-                )
+                raise serializers.ValidationError({"model": ["`model` and `public_model` name different models."]})
             attrs["model"] = names.pop()
             return attrs
 
@@ -199,15 +195,11 @@ class JobApi(APIView):
         status_filter = request.query_params.get("status")
         if status_filter:
             if status_filter not in Job.Status.values:
-                raise ApiError(
-                    400, "invalid_request", f"Unknown status; one of: {', '.join(Job.Status.values)}."
-                )
+                raise ApiError(400, "invalid_request", f"Unknown status; one of: {', '.join(Job.Status.values)}.")
             jobs = jobs.filter(status=status_filter)
         paginator = JobPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
-        return paginator.get_paginated_response(
-            JobSerializer(page, many=True, context={"request": request}).data
-        )
+        return paginator.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data)
 
 
 class JobCancelApi(APIView):
@@ -231,8 +223,6 @@ class JobCancelApi(APIView):
             raise ApiError(404, "not_found", f"No job {job_id!r} on this account.")
         if not job_cancel(job=job):
             job.refresh_from_db()
-            raise ApiError(
-                409, "job_not_cancelable", f"The job is {job.status}; only queued jobs can be canceled."
-            )
+            raise ApiError(409, "job_not_cancelable", f"The job is {job.status}; only queued jobs can be canceled.")
         job = Job.objects.with_outputs().get(pk=job.pk)
         return Response({"success": True, **JobApi.OutputSerializer(job, context={"request": request}).data})

@@ -41,16 +41,10 @@ class Job(models.Model):
     input = models.JSONField()
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     cost_micro = models.BigIntegerField(help_text="The quote, held at submission.")
-    hold = models.OneToOneField(
-        "billing.Hold", null=True, blank=True, on_delete=models.PROTECT, related_name="job"
-    )
+    hold = models.OneToOneField("billing.Hold", null=True, blank=True, on_delete=models.PROTECT, related_name="job")
     webhook_url = models.URLField(max_length=2000, blank=True)
-    provider = models.CharField(
-        max_length=40, blank=True, help_text="The route that served (or last tried) it."
-    )
-    usage = models.JSONField(
-        default=dict, blank=True, help_text="What the run actually used (for usage pricing)."
-    )
+    provider = models.CharField(max_length=40, blank=True, help_text="The route that served (or last tried) it.")
+    usage = models.JSONField(default=dict, blank=True, help_text="What the run actually used (for usage pricing).")
     error_code = models.CharField(max_length=60, blank=True)
     error_message = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)

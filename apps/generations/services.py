@@ -185,9 +185,7 @@ def jobs_requeue_lost() -> int:
     """Enqueues again queued jobs whose message was lost (crash between commit and enqueue, broker outage)."""
     cutoff = timezone.now() - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
     job_ids = list(
-        Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__lt=cutoff).values_list("pk", flat=True)[
-            :500
-        ]
+        Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__lt=cutoff).values_list("pk", flat=True)[:500]
     )
     Job.objects.filter(pk__in=job_ids).update(enqueued_at=timezone.now())
     for job_id in job_ids:
@@ -198,9 +196,5 @@ def jobs_requeue_lost() -> int:
 def jobs_fail_stuck() -> int:
     """Fails jobs processing longer than JOB_TIMEOUT_SECONDS (a worker died mid-run) and releases their holds."""
     cutoff = timezone.now() - timedelta(seconds=settings.JOB_TIMEOUT_SECONDS)
-    stuck = Job.objects.filter(status=Job.Status.PROCESSING, started_at__lt=cutoff).select_related("hold")[
-        :500
-    ]
-    return sum(
-        job_fail(job=job, code="timeout", message="The job took too long and was stopped.") for job in stuck
-    )
+    stuck = Job.objects.filter(status=Job.Status.PROCESSING, started_at__lt=cutoff).select_related("hold")[:500]
+    return sum(job_fail(job=job, code="timeout", message="The job took too long and was stopped.") for job in stuck)

@@ -12,13 +12,18 @@ import re
 import socket
 import time
 from dataclasses import dataclass
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, unquote_to_bytes, urljoin, urlsplit, urlunsplit
 
 import httpx
 from django.conf import settings
 
 MAX_REDIRECTS = 5
-_DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,(?P<data>.*)$", re.S)
+_REDIRECT_CODES = {301, 302, 303, 307, 308}
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_DATA_URL = re.compile(
+    r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,(?P<data>.*)$", re.S
+)
 
 
 class FetchError(Exception):
@@ -48,35 +53,51 @@ def fetch(url: str, *, max_bytes: int | None = None, timeout: float | None = Non
 
 def address_is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL:
+            return False
+        # IPv6 forms that carry an IPv4 address (mapped, 6to4, NAT64, the old IPv4-compatible ::a.b.c.d) can
+        # reach that IPv4 address through a gateway or tunnel: judge them by it.
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and (ip in _NAT64 or int(ip) >> 32 == 0):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        ip = embedded or ip
     return ip.is_global and not ip.is_multicast
 
 
 def _fetch_once(url: str, *, max_bytes: int, deadline: float) -> Fetched | str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a bad port or an unclosed IPv6 bracket
+        raise FetchError("Malformed URL.") from exc
     if parts.scheme not in ("http", "https"):
         raise FetchError("Only http, https and data: URLs can be fetched.")
     if not parts.hostname:
         raise FetchError("The URL has no host.")
     if parts.username or parts.password:
         raise FetchError("URLs with credentials are not accepted.")
-    address = _resolve_public(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    address = _resolve_public(parts.hostname, port or (443 if parts.scheme == "https" else 80))
     host_in_url = f"[{address}]" if ":" in address else address
-    netloc = f"{host_in_url}:{parts.port}" if parts.port else host_in_url
+    netloc = f"{host_in_url}:{port}" if port else host_in_url
     pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-    host_header = parts.hostname if not parts.port else f"{parts.hostname}:{parts.port}"
+    host_name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    host_header = f"{host_name}:{port}" if port else host_name
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise FetchError("Timed out fetching the URL.")
     try:
-        with httpx.Client(timeout=remaining, follow_redirects=False) as client, client.stream(
-            "GET",
-            pinned,
-            headers={"Host": host_header, "User-Agent": "KiwiWhale-fetch/1"},
-            extensions={"sni_hostname": parts.hostname},
-        ) as response:
-            if response.is_redirect:
+        # trust_env=False: an HTTP(S)_PROXY in the environment would resolve the name again, past the check.
+        with (
+            httpx.Client(timeout=remaining, follow_redirects=False, trust_env=False) as client,
+            client.stream(
+                "GET",
+                pinned,
+                headers={"Host": host_header, "User-Agent": "KiwiWhale-fetch/1", "Accept-Encoding": "identity"},
+                extensions={"sni_hostname": parts.hostname},
+            ) as response,
+        ):
+            if response.status_code in _REDIRECT_CODES:  # httpx's is_redirect is any 3xx, 304 too
                 location = response.headers.get("location")
                 if not location:
                     raise FetchError("A redirect without a Location header.")
@@ -98,7 +119,7 @@ def _fetch_once(url: str, *, max_bytes: int, deadline: float) -> Fetched | str:
         raise FetchError("Timed out fetching the URL.") from exc
     except httpx.HTTPError as exc:
         raise FetchError("The URL could not be fetched.") from exc
-    name = unquote(parts.path.rsplit("/", 1)[-1]) or "file"
+    name = unquote(parts.path).rsplit("/", 1)[-1] or "file"
     return Fetched(content=bytes(body), content_type=content_type.lower(), file_name=name)
 
 
@@ -129,7 +150,10 @@ def _data_url(url: str, max_bytes: int) -> Fetched:
         except (binascii.Error, ValueError) as exc:
             raise FetchError("The data: URL is not valid base64.") from exc
     else:
-        content = unquote(payload).encode()
+        # Each byte takes one to three characters (%XX): refuse before decoding what must be too large.
+        if len(payload) > 3 * max_bytes:
+            raise FetchError(f"The file is larger than {max_bytes} bytes.")
+        content = unquote_to_bytes(payload)
     if len(content) > max_bytes:
         raise FetchError(f"The file is larger than {max_bytes} bytes.")
     return Fetched(content=content, content_type=(match["type"] or "text/plain").lower(), file_name="upload")

@@ -28,9 +28,7 @@ def test_it_describes_every_published_endpoint_with_its_real_shapes(schema):
     for path, method in PUBLISHED.items():
         assert method in schema["paths"][path], path
     components = schema["components"]["schemas"]
-    assert {"model", "public_model", "input", "webhook_url"} <= set(
-        components["GenerateRequest"]["properties"]
-    )
+    assert {"model", "public_model", "input", "webhook_url"} <= set(components["GenerateRequest"]["properties"])
     assert {"job_id", "status", "cost_credits", "credits", "poll_url"} <= set(
         components["GenerateResponse"]["properties"]
     )

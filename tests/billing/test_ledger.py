@@ -80,9 +80,7 @@ def test_it_reports_a_wallet_whose_balance_drifted_from_its_entries(alice):
     assert [p.wallet_id for p in problems] == [alice.wallet.pk]
     with pytest.raises(CommandError):
         call_command("check_ledger")
-    Wallet.objects.filter(user=alice).update(
-        balance_micro=10_000_000
-    )  # leave the books exact for the fixture
+    Wallet.objects.filter(user=alice).update(balance_micro=10_000_000)  # leave the books exact for the fixture
     call_command("check_ledger")
 
 

@@ -35,9 +35,7 @@ def test_it_hides_a_model_whose_routes_are_disabled(catalog, anon_api):
 
 def test_it_shows_each_model_in_the_published_shape(catalog, anon_api):
     model = next(
-        m
-        for m in anon_api.get("/api/v1/models.php").json()["models"]
-        if m["public_model"] == "local/procedural-image"
+        m for m in anon_api.get("/api/v1/models.php").json()["models"] if m["public_model"] == "local/procedural-image"
     )
     assert set(model) == {
         "product_id",

@@ -173,9 +173,7 @@ def test_it_fails_stuck_jobs_and_releases_their_hold_once(alice, text_model, tes
     assert wallet_get(user=alice).balance_micro == 10_000_000
 
 
-def test_it_keeps_nothing_from_a_run_that_finishes_after_its_timeout(
-    alice, text_model, test_providers, monkeypatch
-):
+def test_it_keeps_nothing_from_a_run_that_finishes_after_its_timeout(alice, text_model, test_providers, monkeypatch):
     ModelRoute.objects.create(model=text_model, provider="echo", upstream_model="echo")
     job = submit(alice, text_model)
 

@@ -104,6 +104,4 @@ def test_fifty_concurrent_generations_on_a_wallet_that_pays_for_ten(celery_worke
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     for job in Job.objects.filter(user=bob):
         assert wait_for_job(client, job.pk)["status"] == "completed"
-    assert (
-        min(LedgerEntry.objects.filter(wallet__user=bob).values_list("balance_after_micro", flat=True)) == 0
-    )
+    assert min(LedgerEntry.objects.filter(wallet__user=bob).values_list("balance_after_micro", flat=True)) == 0

@@ -67,14 +67,19 @@ def _render(prompt: str, width: int, height: int, seed: int) -> OutputData:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="PNG", optimize=False)
     return OutputData(
-        type="image", content_type="image/png", file_name="out.png", content=buffer.getvalue(), width=width, height=height
+        type="image",
+        content_type="image/png",
+        file_name="out.png",
+        content=buffer.getvalue(),
+        width=width,
+        height=height,
     )
 
 
 def _gradient(angle: float) -> Image.Image:
-    """A 256×256 linear gradient at `angle` degrees, from 0 to 255, with no empty corners."""
+    """A 256x256 linear gradient at `angle` degrees, from 0 to 255, with no empty corners."""
     # Rotating the square gradient itself leaves its corners empty (black). Rotate one large enough that its
-    # inscribed circle (radius 192) covers the centre 256×256 square (half-diagonal 181), then cut that out.
+    # inscribed circle (radius 192) covers the centre 256x256 square (half-diagonal 181), then cut that out.
     side = 384
     rotated = Image.linear_gradient("L").resize((side, side)).rotate(angle, resample=Image.Resampling.BILINEAR)
     offset = (side - 256) // 2

@@ -12,6 +12,7 @@ from kiwiwhale.lib.safe_fetch import FetchError, fetch
 
 _TYPES = {"image": "image", "video": "video", "audio": "audio", "text": "text"}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_DOTS = re.compile(r"\.{2,}")
 # Local media is served from our own origin: a type a browser runs scripts in would be stored XSS.
 _ACTIVE_TYPES = {"text/html", "text/xml", "text/xsl", "image/svg+xml"}
 
@@ -28,9 +29,7 @@ def run(input: dict) -> RunResult:
     elif kind not in _TYPES or _is_active(content_type):
         raise ProviderError(f"Files of type {content_type} cannot be uploaded; send an image, video, audio or text.")
     name = _file_name(input.get("file_name") or fetched.file_name, content_type)
-    output = OutputData(
-        type=_TYPES.get(kind, kind), content_type=content_type, file_name=name, content=fetched.content
-    )
+    output = OutputData(type=_TYPES.get(kind, kind), content_type=content_type, file_name=name, content=fetched.content)
     if kind == "image":
         try:
             with Image.open(io.BytesIO(fetched.content)) as image:
@@ -48,7 +47,7 @@ def run(input: dict) -> RunResult:
 
 
 def _file_name(name: str, content_type: str) -> str:
-    name = _SAFE_NAME.sub("_", name).strip("._")[:100] or "upload"
+    name = _DOTS.sub(".", _SAFE_NAME.sub("_", name)).strip("._")[:100] or "upload"
     # Local media is served with the type its extension implies: "x.html" holding text/plain must not be
     # served as HTML. Give it the checked type's extension; lacking one, neutralise a misleading extension.
     guessed = mimetypes.guess_type(name)[0]
