@@ -186,12 +186,12 @@ class JobApi(APIView):
     def get(self, request, job_id: str | None = None):
         job_id = job_id or request.query_params.get("job_id")
         if job_id:
-            job = Job.objects.for_user(request.user).with_outputs().filter(pk=job_id).first()
+            job = Job.objects.for_user(request.user).visible().with_outputs().filter(pk=job_id).first()
             if job is None:
                 raise ApiError(404, "not_found", f"No job {job_id!r} on this account.")
             data = self.OutputSerializer(job, context={"request": request}).data
             return Response({"success": True, **data})
-        jobs = Job.objects.for_user(request.user).with_outputs()
+        jobs = Job.objects.for_user(request.user).visible().with_outputs()
         status_filter = request.query_params.get("status")
         if status_filter:
             if status_filter not in Job.Status.values:

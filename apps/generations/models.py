@@ -21,6 +21,10 @@ class JobQuerySet(models.QuerySet):
     def with_outputs(self):
         return self.select_related("model").prefetch_related("outputs")
 
+    def visible(self):
+        """Jobs their owner has not deleted from their history (the rows stay: they record money)."""
+        return self.filter(deleted_at__isnull=True)
+
 
 class Job(models.Model):
     class Status(models.TextChoices):
@@ -44,6 +48,17 @@ class Job(models.Model):
     hold = models.OneToOneField("billing.Hold", null=True, blank=True, on_delete=models.PROTECT, related_name="job")
     webhook_url = models.URLField(max_length=2000, blank=True)
     provider = models.CharField(max_length=40, blank=True, help_text="The route that served (or last tried) it.")
+    route = models.ForeignKey(
+        "catalog.ModelRoute",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The route running it now (long upstream jobs are polled through it).",
+    )
+    upstream_id = models.CharField(max_length=200, blank=True, help_text="The provider's id of the request.")
+    upstream_state = models.JSONField(default=dict, blank=True, help_text="What the adapter needs to poll it.")
+    poll_at = models.DateTimeField(null=True, blank=True, help_text="When a long upstream job is checked next.")
     usage = models.JSONField(default=dict, blank=True, help_text="What the run actually used (for usage pricing).")
     error_code = models.CharField(max_length=60, blank=True)
     error_message = models.TextField(blank=True)
@@ -52,6 +67,7 @@ class Job(models.Model):
     enqueued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True, help_text="Hidden by its owner.")
 
     objects = JobQuerySet.as_manager()
 
@@ -60,6 +76,7 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["user", "-created_at", "-id"], name="job_user_recent"),
             models.Index(fields=["status", "created_at"], name="job_status_age"),
+            models.Index(fields=["status", "poll_at"], name="job_status_poll"),
         ]
 
     def __str__(self):

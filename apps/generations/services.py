@@ -169,6 +169,23 @@ def job_cancel(*, job: Job) -> bool:
     return bool(canceled)
 
 
+def job_delete(*, job: Job) -> None:
+    """Hides a finished job from its owner's history; the row stays, as the record of what was charged.
+
+    Its output files are deleted (they may be large, and nobody can reach them any more).
+    """
+    if not job.is_terminal:
+        raise JobNotFinished(job.status)
+    Job.objects.filter(pk=job.pk, deleted_at__isnull=True).update(deleted_at=timezone.now())
+    for output in job.outputs.all():
+        if output.file:
+            output.file.delete(save=False)
+
+
+class JobNotFinished(Exception):
+    pass
+
+
 def job_retry(*, job: Job) -> Job:
     """A new job with the same model and input, charged anew; the original stays as it was."""
     return job_create(user=job.user, model=job.model, input=job.input, webhook_url=job.webhook_url)
