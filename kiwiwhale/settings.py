@@ -239,5 +239,13 @@ IDEMPOTENCY_STALE_SECONDS = 300
 FETCH_MAX_BYTES = env.int("FETCH_MAX_BYTES", default=50 * 1024 * 1024)
 FETCH_TIMEOUT_SECONDS = env.float("FETCH_TIMEOUT_SECONDS", default=20.0)
 FETCH_ALLOW_PRIVATE_ADDRESSES = env.bool("FETCH_ALLOW_PRIVATE_ADDRESSES", default=False)
+# Keys that encrypt provider credentials at rest (comma-separated, first one encrypts); default: from SECRET_KEY.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+# Upstream providers: retries of 429/5xx/timeouts inside one call, and the polling of long upstream jobs.
+UPSTREAM_TIMEOUT_SECONDS = env.float("UPSTREAM_TIMEOUT_SECONDS", default=60.0)
+UPSTREAM_RETRIES = env.int("UPSTREAM_RETRIES", default=2)
+UPSTREAM_RETRY_BASE_SECONDS = env.float("UPSTREAM_RETRY_BASE_SECONDS", default=1.0)
+UPSTREAM_MAX_DOWNLOAD_BYTES = env.int("UPSTREAM_MAX_DOWNLOAD_BYTES", default=500 * 1024 * 1024)
+JOB_POLL_INTERVAL_SECONDS = env.float("JOB_POLL_INTERVAL_SECONDS", default=3.0)
 # How long an API key's last_used_at may lag, so key auth writes at most once a minute per key.
 API_KEY_TOUCH_SECONDS = 60

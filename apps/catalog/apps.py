@@ -1,5 +1,19 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 
 class CatalogConfig(AppConfig):
     name = "apps.catalog"
+
+    def ready(self):
+        from apps.catalog.models import ProviderAccount
+        from apps.generations.providers import provider_availability_changed
+
+        # Cache invalidation only: which providers can run is cached, and an account change must show at once.
+        for signal in (post_save, post_delete):
+            signal.connect(
+                lambda **kwargs: provider_availability_changed(),
+                sender=ProviderAccount,
+                weak=False,
+                dispatch_uid=f"provider-availability-{signal}",
+            )

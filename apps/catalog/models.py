@@ -3,6 +3,7 @@ import math
 from django.db import models
 
 from apps.billing import money
+from kiwiwhale.lib import crypto
 
 
 class Category(models.TextChoices):
@@ -99,3 +100,44 @@ def _schema_defaults(schema: dict) -> dict:
         for name, prop in (schema.get("properties") or {}).items()
         if isinstance(prop, dict) and "default" in prop
     }
+
+
+class ProviderAccount(models.Model):
+    """An upstream service this instance may call: its adapter kind, where it is and the credentials to use.
+
+    Routes name an account by `slug` (several accounts may share a kind: `openai` and `ollama` are both
+    OpenAI-compatible). The API key is stored encrypted and never shown back.
+    """
+
+    slug = models.SlugField(max_length=40, unique=True, help_text="What routes call it, e.g. fal, openai, ollama.")
+    kind = models.CharField(max_length=40, help_text="The adapter that speaks its protocol (the provider registry).")
+    label = models.CharField(max_length=100, blank=True)
+    enabled = models.BooleanField(default=False)
+    base_url = models.URLField(blank=True, help_text="Empty: the provider's public API. Set it for self-hosted ones.")
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    options = models.JSONField(default=dict, blank=True, help_text="Adapter options, e.g. ComfyUI workflows.")
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self):
+        return self.label or self.slug
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self.api_key_encrypted)
+
+    @property
+    def api_key(self) -> str:
+        return crypto.decrypt(self.api_key_encrypted) if self.api_key_encrypted else ""
+
+    def set_api_key(self, raw: str) -> None:
+        self.api_key_encrypted = crypto.encrypt(raw) if raw else ""
+
+    @property
+    def healthy(self) -> bool:
+        return not self.last_error_at or bool(self.last_success_at and self.last_success_at > self.last_error_at)

@@ -3,10 +3,11 @@ import json
 from pathlib import Path
 
 from django.db import transaction
+from django.utils import timezone
 from jsonschema import Draft202012Validator
 
 from apps.billing import money
-from apps.catalog.models import AIModel, ModelRoute
+from apps.catalog.models import AIModel, ModelRoute, ProviderAccount
 
 
 class ModelNotFound(Exception):
@@ -76,7 +77,10 @@ def catalog_seed(*, path: Path = CATALOG_FILE) -> tuple[int, int]:
     Models and routes an admin added are left alone; the file's fields win over edits to the same rows.
     """
     created = updated = 0
-    for entry in json.loads(path.read_text())["models"]:
+    data = json.loads(path.read_text())
+    # Upstream accounts the routes name are created switched off, for an admin to fill in; never overwritten.
+    providers = {p["slug"]: p for p in data.get("providers", [])}
+    for entry in data["models"]:
         Draft202012Validator.check_schema(entry["schema"])
         price = entry.get("price", {})
         model, was_created = AIModel.objects.update_or_create(
@@ -95,6 +99,11 @@ def catalog_seed(*, path: Path = CATALOG_FILE) -> tuple[int, int]:
             },
         )
         for priority, route in enumerate(entry.get("routes", []), start=1):
+            if route["provider"] != "local":
+                provider = providers.get(route["provider"], {"kind": route["provider"]})
+                ProviderAccount.objects.get_or_create(
+                    slug=route["provider"], defaults={"kind": provider["kind"], "label": provider.get("label", "")}
+                )
             ModelRoute.objects.update_or_create(
                 model=model,
                 provider=route["provider"],
@@ -107,3 +116,21 @@ def catalog_seed(*, path: Path = CATALOG_FILE) -> tuple[int, int]:
         created += was_created
         updated += not was_created
     return created, updated
+
+
+def provider_health_record(*, slug: str, error: str = "") -> None:
+    """Keeps each upstream account's last success and last error for the admin (local engines have no account)."""
+    now = timezone.now()
+    accounts = ProviderAccount.objects.filter(slug=slug)
+    if error:
+        accounts.update(last_error_at=now, last_error=error[:500])
+    else:
+        accounts.update(last_success_at=now)
+
+
+def provider_account_save(*, account: ProviderAccount, api_key: str | None = None) -> ProviderAccount:
+    """Saves an account; `api_key` None keeps the stored key, "" clears it. Models served change at once."""
+    if api_key is not None:
+        account.set_api_key(api_key)
+    account.save()  # the post_save receiver in apps.py drops the cached list of available providers
+    return account

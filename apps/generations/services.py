@@ -9,13 +9,14 @@ from django.utils import timezone
 
 from apps.billing.services import hold_place, hold_refund, hold_release, hold_settle
 from apps.catalog.models import AIModel, ModelRoute
-from apps.catalog.services import ModelUnavailable, input_validate
+from apps.catalog.services import ModelUnavailable, input_validate, provider_health_record
 from apps.generations.models import Job, Output, job_id_new
 from apps.generations.providers import (
     OutputData,
+    Pending,
     ProviderError,
     RunResult,
-    provider_get,
+    provider_for,
     provider_keys_available,
 )
 
@@ -68,43 +69,107 @@ def job_enqueue(*, job_id: str) -> None:
 
 
 def job_run(*, job_id: str) -> None:
-    """Claims a queued job, runs it through its routes in priority order, and records the outcome once."""
+    """Claims a queued job and runs it through its routes in priority order; the outcome is recorded once."""
     claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
         status=Job.Status.PROCESSING, started_at=timezone.now(), attempts=F("attempts") + 1
     )
     if not claimed:
         return  # a duplicate delivery, or a job already finished or cancelled
     job = Job.objects.select_related("model", "hold").get(pk=job_id)
+    _job_try_routes(job, routes_usable(job.model))
+
+
+def job_poll(*, job_id: str) -> None:
+    """Checks a long upstream job once: completes it, waits again, or falls back to the next route."""
+    job = Job.objects.select_related("model", "hold", "route").filter(pk=job_id, status=Job.Status.PROCESSING).first()
+    if job is None or job.route is None:
+        return
+    # A lease on the poll: of two deliveries of one poll message, only one calls the upstream.
+    lease = timezone.now() + timedelta(seconds=max(60, settings.JOB_POLL_INTERVAL_SECONDS * 4))
+    if not Job.objects.filter(pk=job.pk, status=Job.Status.PROCESSING, poll_at=job.poll_at).update(poll_at=lease):
+        return
+    route = job.route
     try:
-        result, route = _run_routes(job)
+        outcome = provider_for(route.provider).poll(
+            upstream_model=route.upstream_model, params=route.params, input=job.input, state=job.upstream_state
+        )
     except ProviderError as exc:
-        job_fail(job=job, code=exc.code, message=exc.message)
+        errors = job.upstream_state.get("poll_errors", 0) + 1
+        if exc.retryable and errors <= POLL_ERROR_BUDGET:
+            _job_wait(job, route, Pending(state={**job.upstream_state, "poll_errors": errors}))
+            return
+        provider_health_record(slug=route.provider, error=exc.message)
+        _job_try_routes(job, _routes_after(job.model, route), first_error=exc)
         return
     except Exception:
-        logger.exception("Job %s crashed", job_id)
+        logger.exception("Job %s: polling crashed", job.pk)
         job_fail(job=job, code="internal_error", message="The engine failed unexpectedly.")
         return
-    _job_complete(job=job, result=result, provider=route.provider)
+    if isinstance(outcome, Pending):
+        _job_wait(job, route, outcome)
+    else:
+        provider_health_record(slug=route.provider)
+        _job_complete(job=job, result=outcome, provider=route.provider)
 
 
-def _run_routes(job: Job) -> tuple[RunResult, ModelRoute]:
+POLL_ERROR_BUDGET = 5  # transient errors while polling one upstream job before its route counts as failed
+
+
+def _job_try_routes(job: Job, routes: list[ModelRoute], first_error: ProviderError | None = None) -> None:
     # Called outside any transaction: a provider may take minutes.
-    routes = routes_usable(job.model)
-    if not routes:
-        raise ProviderError("No provider can serve this model right now.", code="model_unavailable")
-    last_error = None
+    last_error = first_error or ProviderError("No provider can serve this model right now.", code="model_unavailable")
     for route in routes:
+        Job.objects.filter(pk=job.pk).update(provider=route.provider, route=route)
         try:
-            return provider_get(route.provider).run(
+            outcome = provider_for(route.provider).run(
                 upstream_model=route.upstream_model, params=route.params, input=job.input
-            ), route
+            )
         except ProviderError as exc:
+            provider_health_record(slug=route.provider, error=exc.message)
             last_error = exc
-            Job.objects.filter(pk=job.pk).update(provider=route.provider)
             if not exc.retryable:
-                raise
+                break
             logger.warning("Job %s: route %s failed (%s); trying the next", job.pk, route, exc.message)
-    raise last_error
+            continue
+        except Exception:
+            logger.exception("Job %s crashed", job.pk)
+            job_fail(job=job, code="internal_error", message="The engine failed unexpectedly.")
+            return
+        provider_health_record(slug=route.provider)
+        if isinstance(outcome, Pending):
+            _job_wait(job, route, outcome)
+        else:
+            _job_complete(job=job, result=outcome, provider=route.provider)
+        return
+    job_fail(job=job, code=last_error.code, message=last_error.message)
+
+
+def _routes_after(model: AIModel, route: ModelRoute) -> list[ModelRoute]:
+    routes = routes_usable(model)
+    ids = [r.pk for r in routes]
+    return routes[ids.index(route.pk) + 1 :] if route.pk in ids else []
+
+
+def _job_wait(job: Job, route: ModelRoute, pending: Pending) -> None:
+    delay = pending.retry_after if pending.retry_after is not None else settings.JOB_POLL_INTERVAL_SECONDS
+    updated = Job.objects.filter(pk=job.pk, status=Job.Status.PROCESSING).update(
+        route=route,
+        provider=route.provider,
+        upstream_id=pending.upstream_id or job.upstream_id,
+        upstream_state=pending.state,
+        poll_at=timezone.now() + timedelta(seconds=delay),
+    )
+    if updated:
+        job_poll_enqueue(job_id=job.pk, delay=delay)
+
+
+def job_poll_enqueue(*, job_id: str, delay: float = 0) -> None:
+    from apps.generations.tasks import job_poll as job_poll_task
+
+    try:
+        job_poll_task.apply_async((job_id,), countdown=delay)
+    except Exception:
+        logger.exception("Could not enqueue the poll of job %s", job_id)  # the sweeper enqueues it again
 
 
 def _job_complete(*, job: Job, result: RunResult, provider: str) -> None:
@@ -159,14 +224,34 @@ def job_fail(*, job: Job, code: str, message: str) -> bool:
 
 
 def job_cancel(*, job: Job) -> bool:
-    """Cancels a job that has not started, returning its hold. True if this call cancelled it."""
+    """Cancels a job that has not finished and returns its hold. True if this call cancelled it.
+
+    A queued job always can be; a processing one only while it waits on an upstream, which is asked to stop.
+    """
     with transaction.atomic():
         canceled = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+            status=Job.Status.CANCELED, completed_at=timezone.now()
+        ) or Job.objects.filter(pk=job.pk, status=Job.Status.PROCESSING, poll_at__isnull=False).update(
             status=Job.Status.CANCELED, completed_at=timezone.now()
         )
         if canceled and job.hold_id:
             hold_release(hold=job.hold, reason="Job canceled", reference=job.pk)
+    if canceled:
+        _upstream_cancel(job)
     return bool(canceled)
+
+
+def _upstream_cancel(job: Job) -> None:
+    job.refresh_from_db(fields=["route", "upstream_state"])
+    if job.route_id is None or not job.upstream_state:
+        return
+    route = job.route
+    try:
+        provider_for(route.provider).cancel(
+            upstream_model=route.upstream_model, params=route.params, state=job.upstream_state
+        )
+    except Exception:
+        logger.warning("Job %s: the upstream could not be asked to stop", job.pk, exc_info=True)
 
 
 def job_delete(*, job: Job) -> None:
@@ -199,19 +284,30 @@ def job_refund(*, job: Job, reason: str, created_by=None) -> bool:
 
 
 def jobs_requeue_lost() -> int:
-    """Enqueues again queued jobs whose message was lost (crash between commit and enqueue, broker outage)."""
-    cutoff = timezone.now() - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
-    job_ids = list(
+    """Enqueues again what lost its message: queued jobs never picked up, and upstream jobs whose poll vanished."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
+    queued = list(
         Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__lt=cutoff).values_list("pk", flat=True)[:500]
     )
-    Job.objects.filter(pk__in=job_ids).update(enqueued_at=timezone.now())
-    for job_id in job_ids:
+    Job.objects.filter(pk__in=queued).update(enqueued_at=now)
+    for job_id in queued:
         job_enqueue(job_id=job_id)
-    return len(job_ids)
+    waiting = list(
+        Job.objects.filter(status=Job.Status.PROCESSING, poll_at__lt=cutoff).values_list("pk", flat=True)[:500]
+    )
+    for job_id in waiting:
+        job_poll_enqueue(job_id=job_id)
+    return len(queued) + len(waiting)
 
 
 def jobs_fail_stuck() -> int:
-    """Fails jobs processing longer than JOB_TIMEOUT_SECONDS (a worker died mid-run) and releases their holds."""
+    """Fails jobs processing longer than JOB_TIMEOUT_SECONDS (a worker died, an upstream hangs); returns holds."""
     cutoff = timezone.now() - timedelta(seconds=settings.JOB_TIMEOUT_SECONDS)
     stuck = Job.objects.filter(status=Job.Status.PROCESSING, started_at__lt=cutoff).select_related("hold")[:500]
-    return sum(job_fail(job=job, code="timeout", message="The job took too long and was stopped.") for job in stuck)
+    failed = 0
+    for job in stuck:
+        if job_fail(job=job, code="timeout", message="The job took too long and was stopped."):
+            failed += 1
+            _upstream_cancel(job)
+    return failed

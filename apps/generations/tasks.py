@@ -8,6 +8,11 @@ def job_run(job_id: str) -> None:
     services.job_run(job_id=job_id)
 
 
+@shared_task(name="apps.generations.tasks.job_poll")
+def job_poll(job_id: str) -> None:
+    services.job_poll(job_id=job_id)
+
+
 @shared_task(name="apps.generations.tasks.jobs_requeue_lost")
 def jobs_requeue_lost() -> int:
     return services.jobs_requeue_lost()

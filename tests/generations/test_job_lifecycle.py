@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from apps.billing.models import LedgerEntry
 from apps.billing.services import wallet_get
-from apps.catalog.models import AIModel, ModelRoute
+from apps.catalog.models import AIModel, ModelRoute, ProviderAccount
 from apps.generations import providers
 from apps.generations.admin import JobAdmin
 from apps.generations.models import Job
@@ -22,7 +22,8 @@ pytestmark = pytest.mark.django_db
 class BrokenProvider(Provider):
     """A provider whose upstream always answers 5xx (retryable) — a stand-in for an outage."""
 
-    key = "broken"
+    kind = "broken"
+    needs_api_key = False
     calls = 0
 
     def run(self, *, upstream_model, params, input):
@@ -31,7 +32,8 @@ class BrokenProvider(Provider):
 
 
 class EchoProvider(Provider):
-    key = "echo"
+    kind = "echo"
+    needs_api_key = False
 
     def run(self, *, upstream_model, params, input):
         return RunResult(
@@ -48,13 +50,12 @@ class EchoProvider(Provider):
 
 
 @pytest.fixture
-def test_providers(monkeypatch):
+def test_providers(monkeypatch, db):
     monkeypatch.setitem(providers.PROVIDERS, "broken", f"{__name__}.BrokenProvider")
     monkeypatch.setitem(providers.PROVIDERS, "echo", f"{__name__}.EchoProvider")
+    for slug in ("broken", "echo"):
+        ProviderAccount.objects.create(slug=slug, kind=slug, enabled=True)
     BrokenProvider.calls = 0
-    providers.provider_get.cache_clear()
-    yield
-    providers.provider_get.cache_clear()
 
 
 @pytest.fixture

@@ -1,18 +1,22 @@
-"""Provider adapters: an explicit registry `key → "dotted.path.Class"`, imported lazily.
+"""Provider adapters: an explicit registry `kind → "dotted.path.Class"`, imported lazily.
 
 An adapter converts a job's validated input into outputs through one engine or upstream API. It never touches
-the ledger or the database: the generations services do that with what it returns.
-Adding a provider: a module here, a line in PROVIDERS, catalog routes, its settings, a protocol test.
+the ledger or the database: the generations services do that with what it returns. Upstream accounts
+(credentials, base URL) are `catalog.ProviderAccount` rows; routes name them by slug, "local" needs none.
+Adding a provider: a module here, a line in PROVIDERS, catalog routes, a protocol test; see docs/providers.md.
 """
 
 from dataclasses import dataclass, field
-from functools import cache
 
+from django.core.cache import cache
 from django.utils.module_loading import import_string
 
 PROVIDERS = {
     "local": "apps.generations.providers.local.LocalProvider",
 }
+LOCAL = "local"
+AVAILABLE_CACHE_KEY = "providers:available"
+AVAILABLE_CACHE_SECONDS = 30
 
 
 class ProviderError(Exception):
@@ -44,20 +48,76 @@ class RunResult:
     usage: dict = field(default_factory=dict)
 
 
+@dataclass
+class Pending:
+    """A long upstream job was submitted (or is still running): poll again with `state` after `retry_after`."""
+
+    state: dict
+    upstream_id: str = ""
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    slug: str
+    api_key: str = ""
+    base_url: str = ""
+    options: dict = field(default_factory=dict)
+
+
 class Provider:
-    key = ""
+    kind = ""
+    needs_api_key = True  # a self-hosted engine (ComfyUI, Ollama) may need only its base URL
+    default_base_url = ""
 
-    def is_available(self) -> bool:
-        return True
+    def __init__(self, config: ProviderConfig | None = None):
+        self.config = config or ProviderConfig(slug=self.kind)
 
-    def run(self, *, upstream_model: str, params: dict, input: dict) -> RunResult:
+    @property
+    def base_url(self) -> str:
+        return (self.config.base_url or self.default_base_url).rstrip("/")
+
+    def run(self, *, upstream_model: str, params: dict, input: dict) -> RunResult | Pending:
         raise NotImplementedError
 
+    def poll(self, *, upstream_model: str, params: dict, input: dict, state: dict) -> RunResult | Pending:
+        raise ProviderError("This provider does not run long jobs.", code="provider_error")
 
-@cache
-def provider_get(key: str) -> Provider:
-    return import_string(PROVIDERS[key])()
+    def cancel(self, *, upstream_model: str, params: dict, state: dict) -> None:
+        """Best effort: asks the upstream to stop a submitted job. Raises nothing the caller must handle."""
+
+
+def provider_class(kind: str) -> type[Provider]:
+    return import_string(PROVIDERS[kind])
+
+
+def provider_for(slug: str) -> Provider:
+    """The adapter for a route's provider slug, configured with that account's credentials."""
+    if slug == LOCAL:
+        return provider_class(LOCAL)()
+    from apps.catalog.models import ProviderAccount
+
+    account = ProviderAccount.objects.filter(slug=slug, enabled=True).first()
+    if account is None or account.kind not in PROVIDERS:
+        raise ProviderError("This provider is not configured on this instance.", code="model_unavailable")
+    config = ProviderConfig(slug=slug, api_key=account.api_key, base_url=account.base_url, options=account.options)
+    return provider_class(account.kind)(config)
 
 
 def provider_keys_available() -> list[str]:
-    return [key for key in PROVIDERS if provider_get(key).is_available()]
+    """Slugs of the providers that can run now: local, and enabled accounts that have what their kind needs."""
+    slugs = cache.get(AVAILABLE_CACHE_KEY)
+    if slugs is None:
+        from apps.catalog.models import ProviderAccount
+
+        slugs = [LOCAL] + [
+            account.slug
+            for account in ProviderAccount.objects.filter(enabled=True, kind__in=list(PROVIDERS))
+            if account.has_api_key or not provider_class(account.kind).needs_api_key
+        ]
+        cache.set(AVAILABLE_CACHE_KEY, slugs, AVAILABLE_CACHE_SECONDS)
+    return slugs
+
+
+def provider_availability_changed() -> None:
+    cache.delete(AVAILABLE_CACHE_KEY)
