@@ -13,7 +13,7 @@ from apps.generations import providers
 from apps.generations.models import Job
 from apps.generations.providers import OutputData, Pending, Provider, ProviderError, RunResult
 from apps.generations.providers.http import UpstreamClient
-from apps.generations.services import job_cancel, job_create, job_poll, job_run, jobs_requeue_lost
+from apps.generations.services import job_create, job_poll, job_run, jobs_requeue_lost
 from kiwiwhale.lib import crypto
 
 pytestmark = pytest.mark.django_db
