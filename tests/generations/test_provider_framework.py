@@ -256,3 +256,14 @@ def test_the_client_turns_a_timeout_into_a_retryable_error(settings):
         assert (info.value.code, info.value.retryable) == ("upstream_timeout", True)
     finally:
         listener.close()
+
+
+def test_it_maps_the_input_to_the_upstreams_names():
+    from apps.generations.providers import input_for_upstream
+
+    params = {"rename": {"num_images": "n"}, "drop": ["seed"], "fixed": {"quality": "high"}, "other": 1}
+    assert input_for_upstream({"prompt": "p", "num_images": 2, "seed": 3}, params) == {
+        "prompt": "p",
+        "n": 2,
+        "quality": "high",
+    }

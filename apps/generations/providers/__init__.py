@@ -87,6 +87,17 @@ class Provider:
         """Best effort: asks the upstream to stop a submitted job. Raises nothing the caller must handle."""
 
 
+def input_for_upstream(input: dict, params: dict) -> dict:
+    """The job's input as a route's upstream names it.
+
+    A route's `params` may hold `rename` ({our field: their field}), `drop` ([our fields not to send]) and
+    `fixed` ({their field: value} always sent, overriding the input); any other keys are the adapter's own.
+    """
+    rename, drop = params.get("rename", {}), set(params.get("drop", []))
+    mapped = {rename.get(name, name): value for name, value in input.items() if name not in drop}
+    return {**mapped, **params.get("fixed", {})}
+
+
 def provider_class(kind: str) -> type[Provider]:
     return import_string(PROVIDERS[kind])
 
