@@ -13,6 +13,8 @@ app.conf.beat_schedule = {
     "jobs-requeue-lost": {"task": "apps.generations.tasks.jobs_requeue_lost", "schedule": 60.0},
     # Every minute: jobs processing past JOB_TIMEOUT_SECONDS fail and their hold is released.
     "jobs-fail-stuck": {"task": "apps.generations.tasks.jobs_fail_stuck", "schedule": 60.0},
+    # Every hour: affiliate commissions past their hold period become available.
+    "commissions-mature": {"task": "apps.affiliates.tasks.commissions_mature", "schedule": 3600.0},
     # Every hour: Idempotency-Key records older than 24 hours are deleted.
     "idempotency-purge": {"task": "apps.api.tasks.idempotency_purge", "schedule": 3600.0},
 }

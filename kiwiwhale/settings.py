@@ -41,8 +41,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc as static files: the API reference needs no CDN
     "allauth",
     "allauth.account",
+    "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.github",
+    "allauth.socialaccount.providers.google",
     "apps.accounts",
     "apps.billing",
     "apps.catalog",
@@ -51,6 +56,8 @@ INSTALLED_APPS = [
     "apps.showroom",
     "apps.affiliates",
     "apps.site",
+    "apps.blog",
+    "apps.contact",
 ]
 
 MIDDLEWARE = [
@@ -63,6 +70,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "apps.affiliates.middleware.ReferralMiddleware",
 ]
 
 ROOT_URLCONF = "kiwiwhale.urls"
@@ -143,11 +151,30 @@ ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = env.str("ACCOUNT_EMAIL_VERIFICATION", default="optional")
 ACCOUNT_ADAPTER = "apps.accounts.adapter.AccountAdapter"
+ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{SITE_NAME}] "
+ACCOUNT_EMAIL_NOTIFICATIONS = True  # tell the owner when their password, email or 2FA changes
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_LOGOUT_REDIRECT_URL = "/"
+# Two-factor: an authenticator app (TOTP) with recovery codes, under /accounts/2fa/.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = SITE_NAME
+# Social login: a provider is offered only when its OAuth app is set here (or added in the admin's Social apps).
+SOCIALACCOUNT_ADAPTER = "apps.accounts.adapter.SocialAccountAdapter"
+SOCIALACCOUNT_PROVIDERS = {}
+for _provider, _scope in (("github", ["user:email"]), ("google", ["profile", "email"])):
+    _client_id = env.str(f"{_provider.upper()}_CLIENT_ID", default="")
+    _secret = env.str(f"{_provider.upper()}_CLIENT_SECRET", default="")
+    if _client_id and _secret:
+        SOCIALACCOUNT_PROVIDERS[_provider] = {"APP": {"client_id": _client_id, "secret": _secret}, "SCOPE": _scope}
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # never sign into an existing account just because an email matches
 
 # --- Email ------------------------------------------------------------------------------------------------
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="KiwiWhale <noreply@localhost>")
+SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
+# Who receives contact-form messages (and Django's error mails): comma-separated addresses.
+ADMINS = [("Admin", address) for address in env.list("ADMIN_EMAILS", default=[])]
 
 # --- Static and media -------------------------------------------------------------------------------------
 STATIC_URL = "/static/"
@@ -223,6 +250,9 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "PREPROCESSING_HOOKS": ["apps.api.schema.published_paths_only"],
     "SERVERS": [{"url": SITE_URL}] if SITE_URL else [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Platform rules ---------------------------------------------------------------------------------------
@@ -239,6 +269,9 @@ IDEMPOTENCY_STALE_SECONDS = 300
 FETCH_MAX_BYTES = env.int("FETCH_MAX_BYTES", default=50 * 1024 * 1024)
 FETCH_TIMEOUT_SECONDS = env.float("FETCH_TIMEOUT_SECONDS", default=20.0)
 FETCH_ALLOW_PRIVATE_ADDRESSES = env.bool("FETCH_ALLOW_PRIVATE_ADDRESSES", default=False)
+# Media inputs of the local engines: the longest audio or video accepted, and how long one ffmpeg run may take.
+MEDIA_MAX_SECONDS = env.float("MEDIA_MAX_SECONDS", default=600.0)
+MEDIA_TIMEOUT_SECONDS = env.float("MEDIA_TIMEOUT_SECONDS", default=300.0)
 # Keys that encrypt provider credentials at rest (comma-separated, first one encrypts); default: from SECRET_KEY.
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 # Upstream providers: retries of 429/5xx/timeouts inside one call, and the polling of long upstream jobs.
@@ -247,5 +280,18 @@ UPSTREAM_RETRIES = env.int("UPSTREAM_RETRIES", default=2)
 UPSTREAM_RETRY_BASE_SECONDS = env.float("UPSTREAM_RETRY_BASE_SECONDS", default=1.0)
 UPSTREAM_MAX_DOWNLOAD_BYTES = env.int("UPSTREAM_MAX_DOWNLOAD_BYTES", default=500 * 1024 * 1024)
 JOB_POLL_INTERVAL_SECONDS = env.float("JOB_POLL_INTERVAL_SECONDS", default=3.0)
+# Site pages: the showroom, blog and contact form.
+DISCORD_URL = env.str("DISCORD_URL", default="")
+RATE_CONTACT = env.str("RATE_CONTACT", default="5/hour")  # contact messages per client IP
+RATE_SHOWROOM_REPORT = env.str("RATE_SHOWROOM_REPORT", default="10/hour")  # reports per account or client IP
+SHOWROOM_PAGE_SIZE = env.int("SHOWROOM_PAGE_SIZE", default=24)
 # How long an API key's last_used_at may lag, so key auth writes at most once a minute per key.
 API_KEY_TOUCH_SECONDS = 60
+
+# --- Affiliate program ------------------------------------------------------------------------------------------
+AFFILIATE_COOKIE_DAYS = env.int("AFFILIATE_COOKIE_DAYS", default=30)  # how long a referral link's visit counts
+AFFILIATE_COMMISSION_PERCENT = env.str("AFFILIATE_COMMISSION_PERCENT", default="20")  # of net credits purchased
+AFFILIATE_COMMISSION_MONTHS = env.int("AFFILIATE_COMMISSION_MONTHS", default=12)  # after the referred sign-up
+AFFILIATE_HOLD_DAYS = env.int("AFFILIATE_HOLD_DAYS", default=30)  # pending before it can be used
+AFFILIATE_PAYOUT_MIN_CREDITS = env.str("AFFILIATE_PAYOUT_MIN_CREDITS", default="50")
+AFFILIATE_CLICK_RATE = env.str("AFFILIATE_CLICK_RATE", default="1/hour")  # clicks counted per IP and code

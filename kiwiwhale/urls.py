@@ -4,11 +4,14 @@ from django.urls import include, path, re_path
 from django.views.static import serve
 from drf_spectacular.views import SpectacularJSONAPIView
 
-from apps.site import views as site_views
 
 urlpatterns = [
-    path("", site_views.home, name="home"),
-    path("healthz", site_views.healthz, name="healthz"),
+    path("", include("apps.site.urls")),
+    path("", include("apps.affiliates.urls")),
+    path("", include("apps.accounts.urls")),
+    path("", include("apps.showroom.urls")),
+    path("", include("apps.blog.urls")),
+    path("", include("apps.contact.urls")),
     path("api/v1/", include("apps.api.urls")),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("accounts/", include("allauth.urls")),

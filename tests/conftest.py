@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts.models import User
 from apps.accounts.services import account_setup, api_key_create
+from apps.affiliates.services import affiliate_ledger_check
 from apps.billing import money
 from apps.billing.services import credits_grant, ledger_check
 from apps.catalog.services import catalog_seed
@@ -58,12 +59,14 @@ def _clean_cache():
 
 @pytest.fixture(autouse=True)
 def _ledger_invariant(request):
-    """After every test that touched the database: each wallet balances and none is negative."""
+    """After every test that touched the database: each wallet and each commission account balances."""
     uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames)
     yield
     if uses_db:
         problems = ledger_check()
         assert not problems, "Ledger invariant broken: " + "; ".join(map(str, problems))
+        commission_problems = affiliate_ledger_check()
+        assert not commission_problems, "Commission ledger broken: " + "; ".join(commission_problems)
 
 
 @pytest.fixture

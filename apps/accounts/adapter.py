@@ -1,6 +1,8 @@
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 
 from apps.accounts.services import account_setup
+from apps.affiliates.services import referral_attribute_from_request
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -8,4 +10,13 @@ class AccountAdapter(DefaultAccountAdapter):
         user = super().save_user(request, user, form, commit=commit)
         if commit:
             account_setup(user=user)
+            referral_attribute_from_request(request=request, user=user)
+        return user
+
+
+class SocialAccountAdapter(DefaultSocialAccountAdapter):
+    def save_user(self, request, sociallogin, form=None):
+        user = super().save_user(request, sociallogin, form=form)
+        account_setup(user=user)
+        referral_attribute_from_request(request=request, user=user)
         return user

@@ -46,7 +46,7 @@ class AgentRegisterApi(APIView):
     )
     def post(self, request):
         data = body_validate(self.InputSerializer, request.data)
-        user, raw_key = agent_register(name=data["name"], email=data["email"])
+        user, raw_key = agent_register(name=data["name"], email=data["email"], referral_code=data["referral_code"])
         body = {
             "success": True,
             "account_type": user.account_type,

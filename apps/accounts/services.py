@@ -13,6 +13,8 @@ from apps.accounts.models import (
     api_key_generate,
     api_key_hash,
 )
+from apps.affiliates.models import Attribution
+from apps.affiliates.services import referral_attribute
 from apps.billing import money
 from apps.billing.services import credits_grant, wallet_get
 
@@ -56,14 +58,38 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
 
 
 @transaction.atomic
-def agent_register(*, name: str, email: str = "") -> tuple[User, str]:
-    """Creates an agent account with its first API key; the raw key is returned once."""
+def agent_register(*, name: str, email: str = "", referral_code: str = "") -> tuple[User, str]:
+    """Creates an agent account with its first API key; the raw key is returned once.
+
+    An unknown or self-referring `referral_code` is ignored: it never stops a registration.
+    """
     user = User(username=_unique_username(name), email=email, display_name=name, account_type=User.AccountType.AGENT)
     user.set_unusable_password()
     user.save()
     account_setup(user=user)
+    if referral_code:
+        referral_attribute(user=user, code=referral_code, source=Attribution.Source.API)
     _, raw = api_key_create(user=user, name="default")
     return user, raw
+
+
+def profile_update(*, user: User, display_name: str) -> User:
+    """The public name shown on the account's showroom publications (empty: shown as anonymous)."""
+    user.display_name = " ".join(display_name.split())[:150]
+    User.objects.filter(pk=user.pk).update(display_name=user.display_name)
+    return user
+
+
+@transaction.atomic
+def account_deactivate(*, user: User) -> None:
+    """Closes an account at its owner's request: no more sign-in (sessions stop working), its API keys revoked.
+
+    The rows stay (the ledger is a record of money; an admin can reactivate); the showroom stops showing its
+    publications because it shows only active accounts' work.
+    """
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    ApiKey.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    user.is_active = False
 
 
 def user_lookup(identifier: str) -> User:

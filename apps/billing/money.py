@@ -3,7 +3,7 @@
 Inside the server credits are integer micro-credits (1 credit = 1,000,000). Decimal only at the edges.
 """
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 
 MICRO = 1_000_000
 
@@ -38,3 +38,8 @@ def micro_to_json(micro: int) -> int | float:
 
 def format_credits(micro: int) -> str:
     return f"{micro_to_decimal(micro):f}"
+
+
+def percent_of(micro: int, percent) -> int:
+    """`percent` % of an amount, rounded down to the micro-credit (a commission never exceeds its rate)."""
+    return int((Decimal(micro) * Decimal(str(percent)) / 100).to_integral_value(rounding=ROUND_DOWN))

@@ -98,6 +98,20 @@ def credits_adjust(*, user, amount_micro: int, reason: str, idempotency_key: str
     )
 
 
+def credits_from_commission(*, user, amount_micro: int, idempotency_key: str, reference: str = "") -> LedgerEntry:
+    """Affiliate commission converted into spendable credits (the affiliates app debits its own ledger)."""
+    if amount_micro <= 0:
+        raise ValueError("A conversion adds credits.")
+    return _ledger_post(
+        user=user,
+        amount_micro=amount_micro,
+        kind=LedgerEntry.Kind.COMMISSION,
+        idempotency_key=idempotency_key,
+        reference=reference,
+        description="Affiliate commission converted to credits",
+    )
+
+
 def hold_place(*, user, amount_micro: int, key: str, reference: str = "", description: str = "") -> Hold:
     """Takes `amount_micro` now (a debit entry); raises InsufficientCredits and takes nothing if it can't.
 

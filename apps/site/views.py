@@ -1,14 +1,323 @@
-from django.db import connection
-from django.http import JsonResponse
-from django.shortcuts import render
+import json
 
-from apps.catalog.models import AIModel
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from apps.accounts import services as accounts_services
+from apps.accounts.models import ApiKey
+from apps.catalog.models import AIModel, Category
+from apps.generations.models import Job
 from apps.generations.providers import provider_keys_available
+from apps.generations.services import JobNotFinished, job_cancel, job_delete
+from apps.site import discovery, docs, schema_form, snippets
+from kiwiwhale.lib.keyset import InvalidCursor, keyset_page
+
+CATEGORY_ICONS = {
+    "text-to-image": "image",
+    "image-to-image": "image-edit",
+    "text-to-video": "video",
+    "image-to-video": "video",
+    "text-to-audio": "audio",
+    "audio-to-text": "transcribe",
+    "text-to-text": "text",
+    "chat": "chat",
+    "tools": "tool",
+}
+GENERATIONS_PAGE_SIZE = 20
+API_KEYS_ACTIVE_MAX = 50
+
+
+def _servable_models():
+    return AIModel.objects.servable(provider_keys_available())
+
+
+# --- Catalog -----------------------------------------------------------------------------------------------
 
 
 def home(request):
-    models = AIModel.objects.servable(provider_keys_available())
-    return render(request, "site/home.html", {"models": models})
+    models = list(_servable_models())  # one query, whatever the size of the catalog
+    for model in models:
+        model.icon = CATEGORY_ICONS.get(model.category, "tool")
+        model.price_text = schema_form.price_label(model)
+    present = {model.category for model in models}
+    categories = [(value, label, CATEGORY_ICONS[value]) for value, label in Category.choices if value in present]
+    query = request.GET.get("q", "").strip()[:100]
+    category = request.GET.get("category", "")
+    shown = [
+        model
+        for model in models
+        if (not category or model.category == category)
+        and (not query or query.lower() in f"{model.public_model} {model.label} {model.description}".lower())
+    ]
+    context = {"models": shown, "total": len(models), "categories": categories, "query": query, "category": category}
+    return render(request, "site/home.html", context)
+
+
+# --- Model pages -------------------------------------------------------------------------------------------
+
+MODEL_TABS = [
+    ("model", "Overview", "site:model_detail"),
+    ("playground", "Playground", "site:model_playground"),
+    ("api", "API", "site:model_api"),
+    ("docs", "Docs", "site:model_docs"),
+    ("code", "Code", "site:model_code"),
+]
+
+
+def _model_context(request, tab: str) -> dict:
+    public_model = request.GET.get("model", "").strip()
+    model = AIModel.objects.filter(public_model=public_model, enabled=True).first() if public_model else None
+    if model is None:
+        raise Http404("No such model.")
+    servable = _servable_models().filter(pk=model.pk).exists()
+    return {
+        "model": model,
+        "servable": servable,
+        "icon": CATEGORY_ICONS.get(model.category, "tool"),
+        "price_text": schema_form.price_label(model),
+        "tab": tab,
+        "tabs": [(key, label, f"{reverse(url)}?model={model.public_model}") for key, label, url in MODEL_TABS],
+        "base_url": discovery.instance_base_url(request),
+        "example_json": json.dumps({"model": model.public_model, "input": schema_form.example_input(model)}, indent=2),
+    }
+
+
+def model_detail(request):
+    context = _model_context(request, "model")
+    context["fields"] = schema_form.form_fields(context["model"])
+    return render(request, "site/model_detail.html", context)
+
+
+def model_playground(request):
+    context = _model_context(request, "playground")
+    model = context["model"]
+    initial = {}
+    rerun = request.GET.get("rerun", "")
+    if rerun and request.user.is_authenticated:
+        # Only the account's own jobs: another account's input is never shown.
+        job = Job.objects.for_user(request.user).filter(pk=rerun, model=model).only("input").first()
+        if job is not None:
+            initial = job.input
+            context["rerun_of"] = rerun
+    upload_available = _servable_models().filter(public_model=schema_form.UPLOAD_MODEL).exists()
+    context.update(
+        fields=schema_form.form_fields(model, initial=initial, upload_available=upload_available),
+        price=schema_form.price_descriptor(model),
+        upload_model=schema_form.UPLOAD_MODEL,
+        upload_max_bytes=_upload_max_bytes(),
+        remix_id=request.GET.get("remix", "")[:64],
+    )
+    return render(request, "site/model_playground.html", context)
+
+
+def _upload_max_bytes() -> int:
+    # A file travels base64-encoded inside the JSON body, which Django caps at DATA_UPLOAD_MAX_MEMORY_SIZE.
+    body_max = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    limits = [settings.FETCH_MAX_BYTES] + ([(body_max - 4096) * 3 // 4] if body_max else [])
+    return max(0, min(limits))
+
+
+def model_api(request):
+    context = _model_context(request, "api")
+    context["fields"] = schema_form.form_fields(context["model"])
+    context["schema_json"] = json.dumps(context["model"].input_schema, indent=2)
+    return render(request, "site/model_api.html", context)
+
+
+def model_docs(request):
+    context = _model_context(request, "docs")
+    context["fields"] = schema_form.form_fields(context["model"])
+    return render(request, "site/model_docs.html", context)
+
+
+def model_code(request):
+    context = _model_context(request, "code")
+    model = context["model"]
+    key = ApiKey.objects.active().filter(user=request.user).first() if request.user.is_authenticated else None
+    context["key"] = key
+    context["samples"] = snippets.code_samples(
+        base_url=context["base_url"],
+        public_model=model.public_model,
+        example=schema_form.example_input(model),
+        key_prefix=key.prefix if key else None,
+    )
+    return render(request, "site/model_code.html", context)
+
+
+# --- Generations -------------------------------------------------------------------------------------------
+
+
+@login_required
+def generations_list(request):
+    jobs = Job.objects.for_user(request.user).visible().with_outputs()
+    status = request.GET.get("status", "")
+    category = request.GET.get("category", "")
+    public_model = request.GET.get("model", "")
+    if status in Job.Status.values:
+        jobs = jobs.filter(status=status)
+    if category in Category.values:
+        jobs = jobs.filter(model__category=category)
+    if public_model:
+        jobs = jobs.filter(model__public_model=public_model)
+    try:
+        # Keyset pagination on the (user, created_at, id) index: page 100 costs what page 1 does.
+        page, next_cursor = keyset_page(
+            jobs, ordering=("-created_at", "-id"), cursor=request.GET.get("cursor", ""), limit=GENERATIONS_PAGE_SIZE
+        )
+    except InvalidCursor:
+        return redirect(f"{reverse('site:generations')}{_without_cursor(request)}")
+    context = {
+        "jobs": page,
+        "next_cursor": next_cursor,
+        "is_first_page": not request.GET.get("cursor"),
+        "statuses": Job.Status.choices,
+        "categories": Category.choices,
+        "models": AIModel.objects.filter(enabled=True).values_list("public_model", flat=True),
+        "status": status,
+        "category": category,
+        "public_model": public_model,
+        "filtered": bool(status or category or public_model),
+    }
+    return render(request, "site/generations.html", context)
+
+
+def _without_cursor(request) -> str:
+    params = request.GET.copy()
+    params.pop("cursor", None)
+    return f"?{params.urlencode()}" if params else ""
+
+
+def _own_job(request) -> Job:
+    job = Job.objects.for_user(request.user).visible().filter(pk=request.POST.get("job_id", "")).first()
+    if job is None:
+        raise Http404("No such generation.")
+    return job
+
+
+def _back_to_generations(request):
+    next_url = request.POST.get("next", "")
+    return redirect(next_url if next_url.startswith("/generations.php") else "site:generations")
+
+
+@login_required
+@require_POST
+def generation_delete(request):
+    job = _own_job(request)
+    try:
+        job_delete(job=job)
+    except JobNotFinished:
+        messages.error(request, f"{job.pk} is still {job.status}; wait until it finishes, or cancel it first.")
+    else:
+        messages.success(request, f"Deleted {job.pk} and its output files.")
+    return _back_to_generations(request)
+
+
+@login_required
+@require_POST
+def generation_cancel(request):
+    job = _own_job(request)
+    if job_cancel(job=job):
+        messages.success(request, f"Canceled {job.pk}; its credits are back in your balance.")
+    else:
+        job.refresh_from_db(fields=["status"])
+        messages.error(request, f"{job.pk} is already {job.status}; only queued jobs can be canceled.")
+    return _back_to_generations(request)
+
+
+# --- API keys ----------------------------------------------------------------------------------------------
+
+
+class ApiKeyCreateForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        required=False,
+        strip=True,
+        help_text="What uses this key, e.g. “my research agent”. Optional.",
+    )
+
+
+@login_required
+def api_key_list(request):
+    form = ApiKeyCreateForm()
+    created = raw_key = None
+    status = 200
+    if request.method == "POST":
+        form = ApiKeyCreateForm(request.POST)
+        if not form.is_valid():
+            status = 400
+        elif ApiKey.objects.active().filter(user=request.user).count() >= API_KEYS_ACTIVE_MAX:
+            form.add_error(None, f"You have {API_KEYS_ACTIVE_MAX} active keys; revoke one before creating another.")
+            status = 400
+        else:
+            # The raw key is rendered in this response only, never stored or redirected with.
+            created, raw_key = accounts_services.api_key_create(user=request.user, name=form.cleaned_data["name"] or "default")
+            form = ApiKeyCreateForm()
+    keys = ApiKey.objects.filter(user=request.user).order_by("revoked_at", "-created_at")
+    context = {
+        "form": form,
+        "keys": keys,
+        "created": created,
+        "raw_key": raw_key,
+        "base_url": discovery.instance_base_url(request),
+    }
+    response = render(request, "site/api_key.html", context, status=status)
+    if raw_key:
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def api_key_revoke(request):
+    key = ApiKey.objects.filter(user=request.user, pk=request.POST.get("key_id") or 0).first()
+    if key is None:
+        raise Http404("No such key.")
+    if key.is_active:
+        accounts_services.api_key_revoke(key=key)
+        messages.success(request, f"Revoked {key.prefix}… ({key.name}). Requests with it now get 401.")
+    else:
+        messages.info(request, f"{key.prefix}… was already revoked.")
+    return redirect("site:api_key")
+
+
+# --- Docs and discovery ------------------------------------------------------------------------------------
+
+
+def docs_page(request, slug: str):
+    if slug not in docs.PAGES:
+        raise Http404("No such page.")
+    page = docs.doc_render(slug, base_url=discovery.instance_base_url(request))
+    if not page.exists and slug not in docs.PUBLISHED:
+        raise Http404("No such page.")
+    return render(request, "site/docs_page.html", {"page": page, "menu": docs.doc_menu()})
+
+
+def llms_txt(request):
+    text = discovery.llms_txt(base_url=discovery.instance_base_url(request), models=_servable_models())
+    response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+    response["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+def agent_json(request):
+    body = discovery.agent_descriptor(
+        base_url=discovery.instance_base_url(request), model_count=_servable_models().count()
+    )
+    response = JsonResponse(body, json_dumps_params={"indent": 2})
+    response["Cache-Control"] = "public, max-age=300"
+    response["Access-Control-Allow-Origin"] = "*"  # public metadata, read by browser-based agents too
+    return response
+
+
+
+# --- Plumbing ----------------------------------------------------------------------------------------------
 
 
 def healthz(request):

@@ -13,6 +13,9 @@ from django.utils.module_loading import import_string
 
 PROVIDERS = {
     "local": "apps.generations.providers.local.LocalProvider",
+    "openai": "apps.generations.providers.openai.OpenAIProvider",
+    "openai_compatible": "apps.generations.providers.openai.OpenAICompatibleProvider",
+    "comfyui": "apps.generations.providers.comfyui.ComfyUIProvider",
 }
 LOCAL = "local"
 AVAILABLE_CACHE_KEY = "providers:available"

@@ -1,0 +1,263 @@
+"""OpenAI, and any server that speaks its API (Ollama, vLLM, LocalAI, OpenRouter…): chat, images, speech.
+
+Two kinds share this adapter:
+- `openai`: needs an API key; the base URL defaults to https://api.openai.com/v1.
+- `openai_compatible`: for self-hosted servers; the key is optional (sent when set) and the base URL required,
+  e.g. http://ollama:11434/v1. Keyless accounts of this kind count as usable once enabled.
+
+A route's `params["operation"]` picks the endpoint: `chat` (the default) → POST /chat/completions,
+`image_generation` → POST /images/generations, `image_edit` → POST /images/edits (multipart),
+`tts` → POST /audio/speech. Our input names map to OpenAI's (`num_images` → `n`, `text` → `input`,
+`image_url` → the `image` file); `rename`/`drop`/`fixed` in the params adjust the rest (input_for_upstream).
+Account options: `organization` (OpenAI-Organization header), `project` (OpenAI-Project), `headers` (extra
+headers, e.g. OpenRouter's HTTP-Referer / X-Title), `timeout_seconds`.
+Every call is synchronous. Errors come from UpstreamClient: 401/403 and other 4xx (content-policy rejections
+among them) are final, 429/5xx/timeouts retryable; OpenAI's `{"error": {"message"}}` gives the user's excerpt.
+"""
+
+import base64
+import binascii
+import io
+import json
+import mimetypes
+from urllib.parse import unquote, urlsplit
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from PIL import Image
+
+from apps.generations.providers import OutputData, Provider, ProviderError, RunResult, input_for_upstream
+from apps.generations.providers.http import UpstreamClient
+from kiwiwhale.lib.safe_fetch import Fetched, FetchError, fetch
+
+# Our conventional input names → the names OpenAI's endpoints use (a route's `rename` wins).
+OPENAI_NAMES = {"num_images": "n", "text": "input"}
+AUDIO_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
+IMAGE_TYPES = {"PNG": ("image/png", "png"), "JPEG": ("image/jpeg", "jpg"), "WEBP": ("image/webp", "webp")}
+
+
+class OpenAIProvider(Provider):
+    kind = "openai"
+    needs_api_key = True
+    default_base_url = "https://api.openai.com/v1"
+
+    @property
+    def name(self) -> str:
+        return "OpenAI"
+
+    def run(self, *, upstream_model: str, params: dict, input: dict) -> RunResult:
+        operation = params.get("operation", "chat")
+        handlers = {
+            "chat": self._chat,
+            "image_generation": self._image_generation,
+            "image_edit": self._image_edit,
+            "tts": self._speech,
+        }
+        if operation not in handlers:
+            raise ProviderError(
+                f"The route asks for an unknown operation {operation!r}.", code="provider_misconfigured"
+            )
+        body = _openai_names(input_for_upstream(input, params), params)
+        with self._client() as client:
+            return handlers[operation](client, upstream_model, body)
+
+    def _client(self) -> UpstreamClient:
+        if not self.base_url:
+            raise ProviderError(f"{self.name} has no base URL configured.", code="provider_misconfigured")
+        options = self.config.options or {}
+        headers = {str(k): str(v) for k, v in (options.get("headers") or {}).items()}
+        if self.config.api_key:
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
+        elif self.needs_api_key:
+            raise ProviderError(f"{self.name} has no API key configured.", code="provider_misconfigured")
+        if options.get("organization"):
+            headers["OpenAI-Organization"] = str(options["organization"])
+        if options.get("project"):
+            headers["OpenAI-Project"] = str(options["project"])
+        timeout = options.get("timeout_seconds")
+        return UpstreamClient(
+            base_url=self.base_url, headers=headers, provider=self.name, timeout=float(timeout) if timeout else None
+        )
+
+    # --- chat ---------------------------------------------------------------------------------------------
+    def _chat(self, client: UpstreamClient, model: str, body: dict) -> RunResult:
+        prompt, system = body.pop("prompt", ""), body.pop("system", "")
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": prompt})
+        data = client.json("POST", "/chat/completions", json={**body, "model": model, "messages": messages})
+        try:
+            choice = data["choices"][0]
+            message = choice["message"]
+            content = message.get("content")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise self._malformed() from None
+        if isinstance(content, list):  # some compatible servers answer with content parts
+            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        if not isinstance(content, str | None):
+            raise self._malformed()
+        if not content:
+            if message.get("refusal"):
+                raise ProviderError(f"{self.name} declined: {str(message['refusal'])[:200]}", code="content_policy")
+            if choice.get("finish_reason") == "content_filter":
+                raise ProviderError(f"{self.name}'s content filter blocked the answer.", code="content_policy")
+            raise ProviderError(
+                f"{self.name} returned no text (finish reason: {choice.get('finish_reason') or 'none'}).",
+                code="upstream_empty",
+            )
+        output = OutputData(
+            type="text", content_type="text/plain", file_name="response.txt", text=content, content=content.encode()
+        )
+        return RunResult(outputs=[output], usage=_usage(data, ("prompt_tokens", "completion_tokens", "total_tokens")))
+
+    # --- images -------------------------------------------------------------------------------------------
+    def _image_generation(self, client: UpstreamClient, model: str, body: dict) -> RunResult:
+        data = client.json("POST", "/images/generations", json={**body, "model": model})
+        return self._image_result(data)
+
+    def _image_edit(self, client: UpstreamClient, model: str, body: dict) -> RunResult:
+        urls = body.pop("image_urls", None) or [body.pop("image_url", None)]
+        body.pop("image_url", None)
+        mask_url = body.pop("mask_url", None)
+        if not all(isinstance(url, str) and url for url in urls):
+            raise ProviderError("An image to edit is required.", code="invalid_input")
+        field = "image" if len(urls) == 1 else "image[]"  # gpt-image models take several images as image[]
+        files = [(field, _image_file(url)) for url in urls]
+        if mask_url:
+            files.append(("mask", _image_file(mask_url)))
+        form = {name: value if isinstance(value, str) else json.dumps(value) for name, value in body.items()}
+        data = client.json("POST", "/images/edits", data={**form, "model": model}, files=files)
+        return self._image_result(data)
+
+    def _image_result(self, data) -> RunResult:
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list) or not items:
+            raise self._malformed()
+        outputs = []
+        for position, item in enumerate(items, start=1):
+            if not isinstance(item, dict):
+                raise self._malformed()
+            if item.get("b64_json"):  # what gpt-image models always return
+                try:
+                    content = base64.b64decode(item["b64_json"], validate=True)
+                except (binascii.Error, ValueError, TypeError):
+                    raise self._malformed() from None
+            elif item.get("url"):  # dall-e and some compatible servers; the link expires, so keep a copy
+                content = self._download(item["url"])
+            else:
+                raise self._malformed()
+            outputs.append(self._image_output(content, position))
+        usage = {"images": len(outputs), **_usage(data, ("input_tokens", "output_tokens", "total_tokens"))}
+        return RunResult(outputs=outputs, usage=usage)
+
+    def _download(self, url: str) -> bytes:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise self._malformed()
+        # A client without our key: the file lives on a storage host that must not see the credentials.
+        with UpstreamClient(base_url=f"{parts.scheme}://{parts.netloc}", provider=self.name) as client:
+            content, _ = client.download(url)
+        return content
+
+    def _image_output(self, content: bytes, position: int) -> OutputData:
+        try:
+            with Image.open(io.BytesIO(content)) as image:
+                size, image_format = image.size, image.format
+        except (OSError, Image.DecompressionBombError):
+            raise ProviderError(f"{self.name} returned an image that cannot be read.", retryable=True) from None
+        content_type, extension = IMAGE_TYPES.get(image_format, ("image/png", "png"))
+        return OutputData(
+            type="image",
+            content_type=content_type,
+            file_name=f"image-{position}.{extension}",
+            content=content,
+            width=size[0],
+            height=size[1],
+        )
+
+    # --- speech -------------------------------------------------------------------------------------------
+    def _speech(self, client: UpstreamClient, model: str, body: dict) -> RunResult:
+        body.setdefault("response_format", "mp3")
+        response = client.request("POST", "/audio/speech", json={**body, "model": model})
+        if not response.content:
+            raise self._malformed()
+        audio_format = str(body["response_format"])
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if not content_type.startswith("audio/"):
+            content_type = AUDIO_TYPES.get(audio_format, "application/octet-stream")
+        output = OutputData(
+            type="audio", content_type=content_type, file_name=f"speech.{audio_format}", content=response.content
+        )
+        return RunResult(outputs=[output], usage={"characters": len(str(body.get("input", "")))})
+
+    def _malformed(self) -> ProviderError:
+        return ProviderError(f"{self.name} answered with a malformed body.", retryable=True, code="upstream_malformed")
+
+
+class OpenAICompatibleProvider(OpenAIProvider):
+    """A self-hosted or third-party server with OpenAI's API (Ollama, vLLM, LocalAI, OpenRouter): key optional."""
+
+    kind = "openai_compatible"
+    needs_api_key = False
+    default_base_url = ""
+
+    @property
+    def name(self) -> str:
+        return (self.config.options or {}).get("name") or self.config.slug or "The OpenAI-compatible server"
+
+
+def _openai_names(body: dict, params: dict) -> dict:
+    renamed = set(params.get("rename", {}))
+    for ours, theirs in OPENAI_NAMES.items():
+        if ours in body and ours not in renamed and theirs not in body:
+            body[theirs] = body.pop(ours)
+    return body
+
+
+def _usage(data: dict, keys: tuple[str, ...]) -> dict:
+    usage = data.get("usage") if isinstance(data, dict) else None
+    if not isinstance(usage, dict):
+        return {}
+    return {key: usage[key] for key in keys if isinstance(usage.get(key), int)}
+
+
+def _image_file(url: str) -> tuple[str, bytes, str]:
+    """An input image as a multipart file: (name, bytes, content type)."""
+    try:
+        from apps.generations.media import media_load  # the shared loader, once it exists
+    except ImportError:
+        media_load = _media_load
+    loaded = media_load(url)
+    content, content_type, file_name = loaded.content, loaded.content_type, loaded.file_name
+    if not content_type.startswith("image/"):
+        raise ProviderError(f"The file at {url[:100]} is not an image ({content_type}).", code="invalid_input")
+    return file_name or "image", content, content_type
+
+
+def _media_load(url: str):
+    """An earlier output of this instance read from our storage, or a public URL / data: URL fetched safely."""
+    own_prefix = default_storage.url("outputs/")
+    location = url if own_prefix.startswith(("http://", "https://")) else urlsplit(url).path
+    if not url.startswith("data:") and location.startswith(own_prefix):
+        name = "outputs/" + unquote(location[len(own_prefix) :])
+        if ".." in name.split("/") or not default_storage.exists(name):
+            raise ProviderError("The input file does not exist.", code="invalid_input")
+        with default_storage.open(name, "rb") as handle:
+            content = handle.read(settings.FETCH_MAX_BYTES + 1)
+        if len(content) > settings.FETCH_MAX_BYTES:
+            raise ProviderError(
+                f"The input file is larger than {settings.FETCH_MAX_BYTES} bytes.", code="invalid_input"
+            )
+        file_name = name.rsplit("/", 1)[-1]
+        content_type = mimetypes.guess_type(file_name)[0] or "application/octet-stream"
+        return Fetched(content=content, content_type=content_type, file_name=file_name)
+    try:
+        return fetch(url)
+    except FetchError as exc:
+        raise ProviderError(f"The input file could not be read: {exc}", code="invalid_input") from exc

@@ -1,0 +1,89 @@
+"""The documentation pages: the Markdown of docs/ (one source for the repository and the site), sanitized.
+
+Examples in docs/ use `http://127.0.0.1:8000`, the address of `make run`; each page shows the instance's own base
+URL instead. Links between the files (`auth.md#keys`) become links between the pages.
+"""
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import markdown
+import nh3
+from django.conf import settings
+
+DOCS_DIR = Path(settings.BASE_DIR) / "docs"
+EXAMPLE_BASE_URL = "http://127.0.0.1:8000"
+
+# slug → (title in the menu, one line for llms.txt). The published pages first.
+PAGES = {
+    "agents": ("Agent quickstart", "Register, check credits, generate, poll and download, with every error."),
+    "auth": ("Authentication", "API keys, browser sessions, the registration rate limit."),
+    "billing": ("Billing", "Credits, top-ups by card, saved cards and auto top-up."),
+    "models": ("Models and pricing", "The catalog, input schemas, price rules and which models are served."),
+    "operations": ("Running an instance", "Configuration, production setup, workers, sweepers, admin commands."),
+    "providers": ("Providers", "Upstream providers and local engines, and how to add one."),
+}
+PUBLISHED = ("agents", "auth", "billing", "models")
+
+_ALLOWED_TAGS = nh3.ALLOWED_TAGS | {"pre", "code", "table", "thead", "tbody", "tr", "th", "td", "hr"}
+_ALLOWED_ATTRIBUTES = {
+    **{tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()},
+    **{h: {"id"} for h in ("h1", "h2", "h3", "h4", "h5", "h6")},
+    "code": {"class"},
+    "th": {"align", "style"},
+    "td": {"align", "style"},
+    "a": {"href", "title"},
+}
+_MD_LINK = re.compile(r"\]\(([a-z][a-z0-9_-]*)\.md(#[^)\s]*)?\)")
+
+
+@dataclass(frozen=True)
+class DocPage:
+    slug: str
+    title: str
+    html: str  # sanitized
+    toc_html: str  # sanitized
+    exists: bool
+
+
+def doc_path(slug: str) -> Path:
+    return DOCS_DIR / f"{slug}.md"
+
+
+def doc_render(slug: str, *, base_url: str) -> DocPage:
+    """The page of docs/<slug>.md with `base_url` in its examples; `exists` is False when the file is not there."""
+    path = doc_path(slug)
+    title = PAGES[slug][0]
+    try:
+        mtime = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return DocPage(slug=slug, title=title, html="", toc_html="", exists=False)
+    html, toc_html = _render_cached(str(path), mtime, base_url)
+    return DocPage(slug=slug, title=title, html=html, toc_html=toc_html, exists=True)
+
+
+@lru_cache(maxsize=64)
+def _render_cached(path: str, mtime: int, base_url: str) -> tuple[str, str]:
+    source = Path(path).read_text(encoding="utf-8").replace(EXAMPLE_BASE_URL, base_url)
+    source = _MD_LINK.sub(_link_to_page, source)
+    md = markdown.Markdown(extensions=["fenced_code", "tables", "toc", "sane_lists"])
+    html = md.convert(source)
+    return _clean(html), _clean(md.toc)
+
+
+def _link_to_page(match: re.Match) -> str:
+    slug, anchor = match.group(1), match.group(2) or ""
+    if slug in PAGES and doc_path(slug).exists():
+        return f"](/docs/{slug}.php{anchor})"
+    return f"](#{slug})" if not anchor else f"]({anchor})"
+
+
+def _clean(html: str) -> str:
+    return nh3.clean(html, tags=_ALLOWED_TAGS, attributes=_ALLOWED_ATTRIBUTES, url_schemes={"http", "https", "mailto"})
+
+
+def doc_menu() -> list[tuple[str, str]]:
+    """(slug, title) of the pages to list: the published ones always, the others when their file exists."""
+    return [(slug, title) for slug, (title, _) in PAGES.items() if slug in PUBLISHED or doc_path(slug).exists()]

@@ -1,0 +1,58 @@
+"""Rate limits for page views (the API uses DRF throttles): a fixed window counted in the shared cache."""
+
+import hashlib
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+PERIODS = {"second": 1, "s": 1, "minute": 60, "min": 60, "m": 60, "hour": 3600, "h": 3600, "day": 86400, "d": 86400}
+
+
+def rate_parse(rate: str) -> tuple[int, int] | None:
+    """"5/hour" → (5, 3600). An empty rate, "0" or "off" means no limit (None)."""
+    rate = (rate or "").strip().lower()
+    if rate in ("", "0", "off", "none"):
+        return None
+    count, _, period = rate.partition("/")
+    if period not in PERIODS or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"Bad rate {rate!r}; write it as '<count>/<second|minute|hour|day>'.")
+    return int(count), PERIODS[period]
+
+
+def rate_limit_hit(scope: str, ident: str, *, rate: str) -> int:
+    """Counts one hit of `ident` (an IP, an account) in `scope`; returns 0 when allowed, else seconds to wait.
+
+    The counter lives in the cache (Redis in production), so every web process shares it.
+    """
+    parsed = rate_parse(rate)
+    if parsed is None:
+        return 0
+    limit, period = parsed
+    now = time.time()
+    window = int(now // period)
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:32]  # keeps raw IPs out of the cache keys
+    key = f"ratelimit:{scope}:{digest}:{window}"
+    if cache.add(key, 1, timeout=period + 1):
+        hits = 1
+    else:
+        try:
+            hits = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout=period + 1)
+            hits = 1
+    if hits <= limit:
+        return 0
+    return max(1, int((window + 1) * period - now))
+
+
+def client_ip(request) -> str:
+    """The client's address, trusting X-Forwarded-For only as far as the configured NUM_PROXIES (as DRF does)."""
+    remote = request.META.get("REMOTE_ADDR", "")
+    num_proxies = settings.REST_FRAMEWORK.get("NUM_PROXIES") or 0
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if num_proxies and forwarded:
+        addresses = [address.strip() for address in forwarded.split(",") if address.strip()]
+        if addresses:
+            return addresses[-min(num_proxies, len(addresses))]
+    return remote
