@@ -41,6 +41,12 @@ fmt: install
 
 test: install
 	$(BIN)/ruff check .
+	@# Browser tests drive Debian's chromium through Playwright (never `playwright install`): install it when missing.
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else echo "The browser tests need /usr/bin/chromium: run 'apt-get install chromium' as root."; fi; \
+	fi
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) SECRET_KEY=test-only-secret-key \
 		DEBUG=0 $(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -249,6 +249,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "PREPROCESSING_HOOKS": ["apps.api.schema.published_paths_only"],
+    # Several models have a `status`: name each set of choices after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "apps.generations.models.Job.Status",
+        "PaymentStatusEnum": "apps.billing.models.Payment.Status",
+    },
     "SERVERS": [{"url": SITE_URL}] if SITE_URL else [],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -287,6 +292,32 @@ RATE_SHOWROOM_REPORT = env.str("RATE_SHOWROOM_REPORT", default="10/hour")  # rep
 SHOWROOM_PAGE_SIZE = env.int("SHOWROOM_PAGE_SIZE", default=24)
 # How long an API key's last_used_at may lag, so key auth writes at most once a minute per key.
 API_KEY_TOUCH_SECONDS = 60
+
+# --- Billing (Stripe) -------------------------------------------------------------------------------------------
+# Stripe is on when its secret key is set; test keys (sk_test_…) run it in test mode. docs/billing.md.
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")  # whsec_… of the /billing/stripe/webhook/ endpoint
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="").rstrip("/")  # empty: Stripe's; e.g. a local localstripe
+STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+STRIPE_ENABLED = bool(STRIPE_SECRET_KEY)
+BILLING_CURRENCY = env.str("BILLING_CURRENCY", default="usd").lower()
+CREDIT_PRICE_USD = env.str("CREDIT_PRICE_USD", default="1.00")  # price of one credit, decimal string
+TOPUP_MIN_CREDITS = env.str("TOPUP_MIN_CREDITS", default="5")
+TOPUP_MAX_CREDITS = env.str("TOPUP_MAX_CREDITS", default="1000")
+CREDIT_PACKAGES = env.list("CREDIT_PACKAGES", default=["10", "25", "50", "100"])  # credits, shown on /billing.php
+# Processor fee passed on to the buyer (gross-up): the wallet receives exactly the credits bought.
+STRIPE_FEE_PERCENT = env.str("STRIPE_FEE_PERCENT", default="2.9")
+STRIPE_FEE_FIXED_CENTS = env.int("STRIPE_FEE_FIXED_CENTS", default=30)
+# Auto top-up: the most it may charge per account per UTC day and month (accounts may choose lower caps).
+AUTOTOPUP_DAILY_CAP_CREDITS = env.str("AUTOTOPUP_DAILY_CAP_CREDITS", default="200")
+AUTOTOPUP_MONTHLY_CAP_CREDITS = env.str("AUTOTOPUP_MONTHLY_CAP_CREDITS", default="1000")
+AUTOTOPUP_MAX_DECLINES = env.int("AUTOTOPUP_MAX_DECLINES", default=3)  # declines in a row that switch it off
+# Links sent to a card holder (saving a card, authenticating a charge) stay valid this long.
+BILLING_LINK_MAX_AGE_SECONDS = env.int("BILLING_LINK_MAX_AGE_SECONDS", default=7 * 24 * 3600)
+RATE_REDEEM_ACCOUNT = env.str("RATE_REDEEM_ACCOUNT", default="10/hour")  # redemption-code attempts per account
+RATE_REDEEM_IP = env.str("RATE_REDEEM_IP", default="30/hour")  # redemption-code attempts per client IP
 
 # --- Affiliate program ------------------------------------------------------------------------------------------
 AFFILIATE_COOKIE_DAYS = env.int("AFFILIATE_COOKIE_DAYS", default=30)  # how long a referral link's visit counts

@@ -4,7 +4,6 @@ from django.urls import include, path, re_path
 from django.views.static import serve
 from drf_spectacular.views import SpectacularJSONAPIView
 
-
 urlpatterns = [
     path("", include("apps.site.urls")),
     path("", include("apps.affiliates.urls")),
@@ -12,6 +11,7 @@ urlpatterns = [
     path("", include("apps.showroom.urls")),
     path("", include("apps.blog.urls")),
     path("", include("apps.contact.urls")),
+    path("", include("apps.billing.urls")),
     path("api/v1/", include("apps.api.urls")),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("accounts/", include("allauth.urls")),

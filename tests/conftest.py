@@ -59,7 +59,8 @@ def _clean_cache():
 
 @pytest.fixture(autouse=True)
 def _ledger_invariant(request):
-    """After every test that touched the database: each wallet and each commission account balances."""
+    """After every test that touched the database: each wallet and each commission account balances, and a
+    wallet is negative only as far as clawbacks (refunds, lost disputes) took it (see billing's ledger_check)."""
     uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames)
     yield
     if uses_db:

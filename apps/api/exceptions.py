@@ -5,8 +5,8 @@ from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from apps.billing import money
-from apps.billing.services import InsufficientCredits
+from apps.billing import money, stripe_gateway
+from apps.billing.services import AuthenticationRequired, BillingError, InsufficientCredits, PaymentFailed, RateLimited
 from apps.catalog.services import InvalidInput, ModelNotFound, ModelUnavailable
 
 
@@ -38,6 +38,8 @@ def exception_handler(exc, context):
             credits=money.micro_to_json(exc.balance_micro),
             topup=topup_hints(request),
         )
+    if isinstance(exc, BillingError | stripe_gateway.BillingDisabled | stripe_gateway.GatewayError | RateLimited):
+        return _billing_error(exc, request)
     if isinstance(exc, InvalidInput):
         return error_response(422, "invalid_input", str(exc), details=exc.details)
     if isinstance(exc, ModelNotFound):
@@ -72,6 +74,27 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.APIException):
         return error_response(exc.status_code, exc.default_code, str(exc.detail))
     return None
+
+
+def _billing_error(exc, request) -> Response:
+    if isinstance(exc, stripe_gateway.BillingDisabled):
+        return error_response(503, "billing_disabled", str(exc))
+    if isinstance(exc, stripe_gateway.GatewayError):
+        return error_response(502, "payment_provider_error", f"Stripe could not complete the request: {exc}")
+    if isinstance(exc, RateLimited):
+        return error_response(429, "rate_limited", str(exc), headers={"Retry-After": str(exc.wait_seconds)})
+    extra = {}
+    if isinstance(exc, AuthenticationRequired):
+        extra["action_url"] = request.build_absolute_uri(exc.action_path) if request else exc.action_path
+    if isinstance(exc, AuthenticationRequired | PaymentFailed) and exc.payment is not None:
+        extra["payment_id"] = exc.payment.pk
+    if isinstance(exc, PaymentFailed) and exc.decline_code:
+        extra["decline_code"] = exc.decline_code
+    if exc.status == 402:
+        extra["topup"] = topup_hints(request)
+    if exc.field and exc.status == 400:
+        extra["details"] = [{"field": exc.field, "message": str(exc)}]
+    return error_response(exc.status, exc.code, str(exc), **extra)
 
 
 def topup_hints(request) -> dict:

@@ -4,7 +4,18 @@ from django.urls import path
 
 from apps.accounts.apis import AgentRegisterApi
 from apps.affiliates.apis import AffiliateApi, AffiliateConvertApi, AffiliatePayoutApi
-from apps.billing.apis import CreditsApi
+from apps.billing.apis import (
+    AutoTopupApi,
+    CreditsApi,
+    LowBalanceApi,
+    PaymentMethodConfirmApi,
+    PaymentMethodListApi,
+    PaymentMethodRemoveApi,
+    PaymentSetupApi,
+    RedeemApi,
+    TopupApi,
+    UsageApi,
+)
 from apps.catalog.apis import ModelListApi
 from apps.generations.apis import GenerateApi, JobApi, JobCancelApi
 from apps.showroom.apis import PublicationPublishApi, PublicationRemixApi, PublicationUnpublishApi
@@ -18,7 +29,16 @@ urlpatterns = [
     path("models.php", ModelListApi.as_view(), name="models"),
     path("generate.php", GenerateApi.as_view(), name="generate"),
     path("jobs.php", JobApi.as_view(), name="jobs"),
+    path("agent_setup_payment.php", PaymentSetupApi.as_view(), name="agent_setup_payment"),
+    path("agent_confirm_payment_method.php", PaymentMethodConfirmApi.as_view(), name="agent_confirm_payment_method"),
+    path("agent_topup.php", TopupApi.as_view(), name="agent_topup"),
+    path("agent_autotopup.php", AutoTopupApi.as_view(), name="agent_autotopup"),
     # Ours.
+    path("usage.php", UsageApi.as_view(), name="usage"),
+    path("redeem.php", RedeemApi.as_view(), name="redeem"),
+    path("payment_methods.php", PaymentMethodListApi.as_view(), name="payment_methods"),
+    path("payment_method_remove.php", PaymentMethodRemoveApi.as_view(), name="payment_method_remove"),
+    path("low_balance.php", LowBalanceApi.as_view(), name="low_balance"),
     path("cancel.php", JobCancelApi.as_view(), name="cancel"),
     path("affiliate.php", AffiliateApi.as_view(), name="affiliate"),
     path("affiliate_convert.php", AffiliateConvertApi.as_view(), name="affiliate_convert"),
@@ -29,6 +49,15 @@ urlpatterns = [
     # Clean aliases.
     path("agent_register", AgentRegisterApi.as_view()),
     path("credits", CreditsApi.as_view()),
+    path("agent_setup_payment", PaymentSetupApi.as_view()),
+    path("agent_confirm_payment_method", PaymentMethodConfirmApi.as_view()),
+    path("agent_topup", TopupApi.as_view()),
+    path("agent_autotopup", AutoTopupApi.as_view()),
+    path("usage", UsageApi.as_view()),
+    path("redeem", RedeemApi.as_view()),
+    path("payment_methods", PaymentMethodListApi.as_view()),
+    path("payment_method_remove", PaymentMethodRemoveApi.as_view()),
+    path("low_balance", LowBalanceApi.as_view()),
     path("models", ModelListApi.as_view()),
     path("generate", GenerateApi.as_view()),
     path("jobs", JobApi.as_view()),

@@ -29,9 +29,7 @@ URL_SCHEMES = {"http", "https", "mailto"}  # relative URLs stay allowed; javascr
 
 
 def markdown_to_html(text: str) -> SafeString:
-    html = markdown_lib.markdown(
-        text or "", extensions=["extra", "sane_lists", "toc"], output_format="html"
-    )
+    html = markdown_lib.markdown(text or "", extensions=["extra", "sane_lists", "toc"], output_format="html")
     return mark_safe(  # noqa: S308 - sanitised just now by nh3
         nh3.clean(
             html,

@@ -33,7 +33,9 @@ class Post(models.Model):
 
     class Meta:
         ordering = ["-published_at", "-id"]
-        indexes = [models.Index(fields=["-published_at", "-id"], name="post_recent", condition=models.Q(is_draft=False))]
+        indexes = [
+            models.Index(fields=["-published_at", "-id"], name="post_recent", condition=models.Q(is_draft=False))
+        ]
 
     def __str__(self):
         return self.title

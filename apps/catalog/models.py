@@ -83,6 +83,9 @@ class ModelRoute(models.Model):
     params = models.JSONField(default=dict, blank=True, help_text="Parameter mapping and fixed options.")
     priority = models.PositiveSmallIntegerField(default=10, help_text="Lower goes first.")
     enabled = models.BooleanField(default=True)
+    seeded = models.BooleanField(
+        default=False, editable=False, help_text="Comes from the catalog file: removed when the file drops it."
+    )
 
     class Meta:
         ordering = ["priority", "pk"]

@@ -74,7 +74,8 @@ CATALOG_FILE = Path(__file__).resolve().parent / "data" / "catalog.json"
 def catalog_seed(*, path: Path = CATALOG_FILE) -> tuple[int, int]:
     """Creates or updates the models and routes of the data file; returns (created, updated). Idempotent.
 
-    Models and routes an admin added are left alone; the file's fields win over edits to the same rows.
+    Models and routes an admin added are left alone; the file's fields win over edits to the same rows, and routes
+    the file seeded before and no longer lists are removed.
     """
     created = updated = 0
     data = json.loads(path.read_text())
@@ -98,21 +99,26 @@ def catalog_seed(*, path: Path = CATALOG_FILE) -> tuple[int, int]:
                 "price_min_micro": money.credits_to_micro(price.get("min_credits", "0")),
             },
         )
+        kept = []
         for priority, route in enumerate(entry.get("routes", []), start=1):
             if route["provider"] != "local":
                 provider = providers.get(route["provider"], {"kind": route["provider"]})
                 ProviderAccount.objects.get_or_create(
                     slug=route["provider"], defaults={"kind": provider["kind"], "label": provider.get("label", "")}
                 )
-            ModelRoute.objects.update_or_create(
+            seeded, _ = ModelRoute.objects.update_or_create(
                 model=model,
                 provider=route["provider"],
                 upstream_model=route["upstream_model"],
                 defaults={
                     "params": route.get("params", {}),
                     "priority": route.get("priority", priority * 10),
+                    "seeded": True,
                 },
             )
+            kept.append(seeded.pk)
+        # A route an earlier version of the file seeded and this one dropped would fail jobs: it goes.
+        ModelRoute.objects.filter(model=model, seeded=True).exclude(pk__in=kept).delete()
         created += was_created
         updated += not was_created
     return created, updated

@@ -162,9 +162,7 @@ def own_storage_name(url: str) -> str | None:
     if base_parts.scheme:  # the storage serves its own URLs (a bucket, a CDN): match them exactly
         if not parts.scheme or (parts.scheme, parts.netloc.lower()) != (base_parts.scheme, base_parts.netloc.lower()):
             return None
-    elif parts.scheme and not _is_own_host(parts):
-        return None
-    elif not parts.scheme and parts.netloc:  # "//host/…" with no scheme
+    elif (parts.scheme and not _is_own_host(parts)) or (not parts.scheme and parts.netloc):  # "//host/…"
         return None
     prefix = base_parts.path if base_parts.path.endswith("/") else base_parts.path + "/"
     if not parts.path.startswith(prefix):
@@ -290,11 +288,11 @@ def _as_container(content: bytes, file_name: str) -> Media | None:
         )
         if video is not None:
             media.width, media.height = video.codec_context.width or None, video.codec_context.height or None
-            media.video_codec = video.codec_context.name
+            media.video_codec = codec_name(video)
             rate = video.average_rate or video.guessed_rate
             media.fps = float(rate) if rate else None
         if audio is not None:
-            media.audio_codec = audio.codec_context.name
+            media.audio_codec = codec_name(audio)
             media.sample_rate = audio.codec_context.sample_rate or None
             media.channels = audio.codec_context.channels or None
         media.duration_seconds = _duration(container)
@@ -303,6 +301,12 @@ def _as_container(content: bytes, file_name: str) -> Media | None:
         return None
     finally:
         container.close()
+
+
+def codec_name(stream) -> str:
+    """The codec's own name ("mp3", "h264"), not the decoder's ("mp3float")."""
+    context = stream.codec_context
+    return getattr(context.codec, "canonical_name", None) or context.name
 
 
 def _is_cover_art(stream) -> bool:

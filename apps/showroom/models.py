@@ -87,12 +87,12 @@ class Publication(models.Model):
     def __str__(self):
         return f"#{self.pk} {self.title}"
 
+    def get_absolute_url(self) -> str:
+        return f"{reverse('showroom:gallery')}?id={self.pk}"
+
     @property
     def is_public(self) -> bool:
         return self.is_published and not self.is_hidden
-
-    def get_absolute_url(self) -> str:
-        return f"{reverse('showroom:gallery')}?id={self.pk}"
 
     @property
     def remix_path(self) -> str:

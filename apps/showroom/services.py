@@ -106,9 +106,7 @@ def publications_gallery(
         publications = publications.filter(category=category)
     if public_model:
         publications = publications.filter(model__public_model=public_model)
-    rows, next_cursor = keyset_page(
-        publications.with_cards(), ordering=GALLERY_ORDERING, cursor=cursor, limit=limit
-    )
+    rows, next_cursor = keyset_page(publications.with_cards(), ordering=GALLERY_ORDERING, cursor=cursor, limit=limit)
     return GalleryPage(publications=rows, next_cursor=next_cursor, liked_ids=liked_ids(user=viewer, publications=rows))
 
 
@@ -152,9 +150,7 @@ def publication_like(*, user, publication: Publication, liked: bool) -> int:
         else:
             removed, _ = Like.objects.filter(user=user, publication=publication).delete()
             if removed:
-                Publication.objects.filter(pk=publication.pk, like_count__gt=0).update(
-                    like_count=F("like_count") - 1
-                )
+                Publication.objects.filter(pk=publication.pk, like_count__gt=0).update(like_count=F("like_count") - 1)
         publication.like_count = Publication.objects.values_list("like_count", flat=True).get(pk=publication.pk)
     return publication.like_count
 

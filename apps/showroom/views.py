@@ -68,7 +68,11 @@ def publication_detail(request, publication_id):
             "prompt": prompt if isinstance(prompt, str) else None,
             "input_shown": services.publication_remix_input(publication),
             "edit_form": PublishForm(
-                initial={"job_id": publication.job_id, "title": publication.title, "show_prompt": publication.show_prompt}
+                initial={
+                    "job_id": publication.job_id,
+                    "title": publication.title,
+                    "show_prompt": publication.show_prompt,
+                }
             )
             if is_owner
             else None,
@@ -85,9 +89,13 @@ def publication_publish(request):
     if not form.is_valid():
         messages.error(request, "Could not publish: " + "; ".join(e for errors in form.errors.values() for e in errors))
         return redirect(_back(request, default="/generations.php"))
-    job = Job.objects.for_user(request.user).visible().select_related("model").filter(
-        pk=form.cleaned_data["job_id"]
-    ).first()
+    job = (
+        Job.objects.for_user(request.user)
+        .visible()
+        .select_related("model")
+        .filter(pk=form.cleaned_data["job_id"])
+        .first()
+    )
     if job is None:
         raise Http404("No such generation on this account.")
     try:

@@ -42,6 +42,6 @@ def site(request):
 
     return {
         "site_name": settings.SITE_NAME,
-        "nav_items": [{"label": label, "href": href, "current": _is_current(request.path, href)} for label, href in NAV],
+        "nav_items": [{"label": text, "href": href, "current": _is_current(request.path, href)} for text, href in NAV],
         "balance_micro": balance_micro,
     }

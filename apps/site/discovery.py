@@ -23,6 +23,16 @@ ENDPOINTS = [
     ("POST", "/agent_confirm_payment_method.php", "Attach the saved card as the default.", "autonomous_billing"),
     ("POST", "/agent_topup.php", "Charge the saved card for credits: {credits}.", "autonomous_billing"),
     ("GET", "/agent_autotopup.php", "Read or set auto top-up (fixed or buffer mode).", "autonomous_billing"),
+    ("GET", "/usage.php", "Ledger entries and receipts, newest first (?export=csv).", "credits"),
+    ("POST", "/redeem.php", "Redeem a code for credits: {code}.", "credits"),
+    ("GET", "/payment_methods.php", "The saved cards.", "autonomous_billing"),
+    ("POST", "/payment_method_remove.php", "Remove a saved card.", "autonomous_billing"),
+    ("GET", "/low_balance.php", "Read or set the low-balance notice (threshold, webhook).", "credits"),
+    ("GET", "/affiliate.php", "Your referral link, its figures and commissions.", "affiliate"),
+    ("POST", "/affiliate_convert.php", "Convert available commission into credits: {credits}.", "affiliate"),
+    ("POST", "/affiliate_payout.php", "Request a cash payout of commission: {credits, method}.", "affiliate"),
+    ("POST", "/showroom_publish.php", "Publish a completed job to the public showroom.", "showroom"),
+    ("GET", "/showroom_remix.php", "The model and input of a published generation, to run it again.", "showroom"),
 ]
 
 
@@ -73,7 +83,7 @@ def llms_txt(*, base_url: str, models) -> str:
         "",
         "Send `Authorization: Bearer <api key>` on every request except agent_register.php and models.php. Keys "
         "start with `kw_` and are shown once. JSON in, JSON out; credits are JSON numbers (e.g. 0.05).",
-        "Errors: `{\"success\": false, \"error\": \"<code>\", \"message\": \"...\"}` (402 insufficient_credits, "
+        'Errors: `{"success": false, "error": "<code>", "message": "..."}` (402 insufficient_credits, '
         "422 invalid_input, 401 unauthorized, 404 model_not_found, 429 rate_limited).",
         "",
         "## Flow",
@@ -119,6 +129,8 @@ def agent_descriptor(*, base_url: str, model_count: int) -> dict:
         "poll": "Poll a job asynchronously until it is completed, failed or canceled; outputs are public URLs.",
         "credits": "Read the account's credit balance; every job is paid from it.",
         "autonomous_billing": "Save a card and top up credits without a human: manual, fixed or buffer auto top-up.",
+        "affiliate": "Earn commission on the credits bought by the accounts you refer; convert it or cash it out.",
+        "showroom": "Publish a generation to the public gallery, or remix a published one.",
     }
     capabilities = [
         {"name": name, "description": text, "endpoints": paths.get(name, []), "available": bool(paths.get(name))}

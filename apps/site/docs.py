@@ -24,6 +24,8 @@ PAGES = {
     "models": ("Models and pricing", "The catalog, input schemas, price rules and which models are served."),
     "operations": ("Running an instance", "Configuration, production setup, workers, sweepers, admin commands."),
     "providers": ("Providers", "Upstream providers and local engines, and how to add one."),
+    "affiliates": ("Affiliate program", "Referral links, attribution, commission, conversion and payouts."),
+    "site": ("The website", "Accounts, two-factor, showroom moderation, blog and contact, for operators."),
 }
 PUBLISHED = ("agents", "auth", "billing", "models")
 
@@ -36,7 +38,7 @@ _ALLOWED_ATTRIBUTES = {
     "td": {"align", "style"},
     "a": {"href", "title"},
 }
-_MD_LINK = re.compile(r"\]\(([a-z][a-z0-9_-]*)\.md(#[^)\s]*)?\)")
+_MD_LINK = re.compile(r"\[([^\]]*)\]\(([a-z][a-z0-9_-]*)\.md(#[^)\s]*)?\)")
 
 
 @dataclass(frozen=True)
@@ -74,10 +76,12 @@ def _render_cached(path: str, mtime: int, base_url: str) -> tuple[str, str]:
 
 
 def _link_to_page(match: re.Match) -> str:
-    slug, anchor = match.group(1), match.group(2) or ""
-    if slug in PAGES and doc_path(slug).exists():
-        return f"](/docs/{slug}.php{anchor})"
-    return f"](#{slug})" if not anchor else f"]({anchor})"
+    text, slug, anchor = match.group(1), match.group(2), match.group(3) or ""
+    if slug not in PAGES or not doc_path(slug).exists():
+        return text  # no page for that file on the site: keep the words, drop the dead link
+    if text in (f"{slug}.md", f"docs/{slug}.md"):
+        text = PAGES[slug][0]
+    return f"[{text}](/docs/{slug}.php{anchor})"
 
 
 def _clean(html: str) -> str:

@@ -37,6 +37,7 @@ class FormField:
     options: list[tuple[str, str]] = field(default_factory=list)  # (JSON-encoded value, label)
     is_seed: bool = False
     upload: bool = False  # a file picker that stores the file through the upload model
+    upload_direct: bool = False  # on the upload model itself: the picked file becomes the data: URL to send
 
     @property
     def value_text(self) -> str:
@@ -77,7 +78,7 @@ def _json_type(prop: dict) -> str:
         kind = next((k for k in kind if k != "null"), "string")
     if kind:
         return kind
-    if "enum" in prop and prop["enum"]:
+    if prop.get("enum"):
         first = prop["enum"][0]
         return {bool: "boolean", int: "integer", float: "number"}.get(type(first), "string")
     return "string"
@@ -123,12 +124,13 @@ def form_fields(model: AIModel, *, initial: dict | None = None, upload_available
             value=initial.get(name, prop.get("default")),
             minimum=prop.get("minimum", prop.get("exclusiveMinimum")),
             maximum=prop.get("maximum", prop.get("exclusiveMaximum")),
-            step="1" if json_type == "integer" else str(prop.get("multipleOf", "any")),
+            step=str(prop.get("multipleOf") or ("1" if json_type == "integer" else "any")),
             min_length=prop.get("minLength"),
             max_length=prop.get("maxLength"),
             options=[(json.dumps(v), str(v)) for v in prop.get("enum") or []],
             is_seed=name == "seed" and json_type == "integer",
-            upload=upload_available and control in ("url", "urls"),
+            upload=(upload_available or model.public_model == UPLOAD_MODEL) and control in ("url", "urls"),
+            upload_direct=model.public_model == UPLOAD_MODEL,
         )
         rank = _SEED_RANK if item.is_seed else _CONTROL_RANK[control]
         order = prop.get("x-order", 1000)
@@ -167,15 +169,16 @@ def example_input(model: AIModel) -> dict:
         elif prop.get("enum"):
             example[name] = prop["enum"][0]
         elif json_type == "string":
-            example[name] = _example_url(name) if _control(name, prop, json_type) == "url" else _EXAMPLE_STRINGS.get(
-                name, "…"
+            example[name] = (
+                _example_url(name) if _control(name, prop, json_type) == "url" else _EXAMPLE_STRINGS.get(name, "…")
             )
         elif json_type in ("integer", "number"):
             example[name] = prop.get("minimum", 1)
         elif json_type == "boolean":
             example[name] = False
         elif json_type == "array":
-            example[name] = [_example_url(name)] if name.endswith("_urls") else []
+            count = max(1, prop.get("minItems", 1))
+            example[name] = [_example_url(name)] * count if name.endswith("_urls") else []
         else:
             example[name] = {}
     return example

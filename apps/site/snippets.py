@@ -53,7 +53,8 @@ if not job.get("success"):
 
 while job["status"] not in ("completed", "failed", "canceled"):
     time.sleep(2)
-    job = requests.get(f"{{BASE}}/api/v1/jobs.php", params={{"job_id": job["job_id"]}}, headers=HEADERS, timeout=30).json()
+    poll = {{"job_id": job["job_id"]}}
+    job = requests.get(f"{{BASE}}/api/v1/jobs.php", params=poll, headers=HEADERS, timeout=30).json()
 
 if job["status"] != "completed":
     raise SystemExit(f"Job {{job['status']}}: {{job['error']}}")

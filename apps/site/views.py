@@ -41,6 +41,10 @@ def _servable_models():
 # --- Catalog -----------------------------------------------------------------------------------------------
 
 
+def _search_text(model: AIModel) -> str:
+    return f"{model.public_model} {model.label} {model.category} {model.description}".lower()
+
+
 def home(request):
     models = list(_servable_models())  # one query, whatever the size of the catalog
     for model in models:
@@ -50,11 +54,11 @@ def home(request):
     categories = [(value, label, CATEGORY_ICONS[value]) for value, label in Category.choices if value in present]
     query = request.GET.get("q", "").strip()[:100]
     category = request.GET.get("category", "")
+    words = query.lower().split()
     shown = [
         model
         for model in models
-        if (not category or model.category == category)
-        and (not query or query.lower() in f"{model.public_model} {model.label} {model.description}".lower())
+        if (not category or model.category == category) and all(word in _search_text(model) for word in words)
     ]
     context = {"models": shown, "total": len(models), "categories": categories, "query": query, "category": category}
     return render(request, "site/home.html", context)
@@ -102,7 +106,7 @@ def model_playground(request):
     rerun = request.GET.get("rerun", "")
     if rerun and request.user.is_authenticated:
         # Only the account's own jobs: another account's input is never shown.
-        job = Job.objects.for_user(request.user).filter(pk=rerun, model=model).only("input").first()
+        job = Job.objects.for_user(request.user).visible().filter(pk=rerun, model=model).only("input").first()
         if job is not None:
             initial = job.input
             context["rerun_of"] = rerun
@@ -173,6 +177,8 @@ def generations_list(request):
         )
     except InvalidCursor:
         return redirect(f"{reverse('site:generations')}{_without_cursor(request)}")
+    for job in page:
+        job.summary = _job_summary(job)
     context = {
         "jobs": page,
         "next_cursor": next_cursor,
@@ -186,6 +192,12 @@ def generations_list(request):
         "filtered": bool(status or category or public_model),
     }
     return render(request, "site/generations.html", context)
+
+
+def _job_summary(job: Job) -> str:
+    """The words a person recognises a job by: its prompt, or the text it read."""
+    data = job.input if isinstance(job.input, dict) else {}
+    return next((data[name] for name in ("prompt", "text") if isinstance(data.get(name), str) and data[name]), "")
 
 
 def _without_cursor(request) -> str:
@@ -257,7 +269,8 @@ def api_key_list(request):
             status = 400
         else:
             # The raw key is rendered in this response only, never stored or redirected with.
-            created, raw_key = accounts_services.api_key_create(user=request.user, name=form.cleaned_data["name"] or "default")
+            name = form.cleaned_data["name"] or "default"
+            created, raw_key = accounts_services.api_key_create(user=request.user, name=name)
             form = ApiKeyCreateForm()
     keys = ApiKey.objects.filter(user=request.user).order_by("revoked_at", "-created_at")
     context = {
@@ -276,7 +289,8 @@ def api_key_list(request):
 @login_required
 @require_POST
 def api_key_revoke(request):
-    key = ApiKey.objects.filter(user=request.user, pk=request.POST.get("key_id") or 0).first()
+    key_id = request.POST.get("key_id", "")
+    key = ApiKey.objects.filter(user=request.user, pk=key_id).first() if key_id.isdigit() else None
     if key is None:
         raise Http404("No such key.")
     if key.is_active:
@@ -314,7 +328,6 @@ def agent_json(request):
     response["Cache-Control"] = "public, max-age=300"
     response["Access-Control-Allow-Origin"] = "*"  # public metadata, read by browser-based agents too
     return response
-
 
 
 # --- Plumbing ----------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ field (the primary key) and its fields must not be null.
 import base64
 import json
 from collections.abc import Sequence
-
 from datetime import date, datetime
 from decimal import Decimal
 

@@ -10,7 +10,7 @@ PERIODS = {"second": 1, "s": 1, "minute": 60, "min": 60, "m": 60, "hour": 3600, 
 
 
 def rate_parse(rate: str) -> tuple[int, int] | None:
-    """"5/hour" → (5, 3600). An empty rate, "0" or "off" means no limit (None)."""
+    """ "5/hour" → (5, 3600). An empty rate, "0" or "off" means no limit (None)."""
     rate = (rate or "").strip().lower()
     if rate in ("", "0", "off", "none"):
         return None

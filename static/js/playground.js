@@ -416,6 +416,21 @@
       var files = Array.prototype.slice.call(picker.files || []);
       if (!files.length) return;
       if (!AUTHENTICATED) { window.location.href = LOGIN_URL; return; }
+      if (picker.hasAttribute("data-upload-direct")) {
+        // The upload model's own page: the file itself is the input, sent as a data: URL when you generate.
+        var file = files[0];
+        if (UPLOAD_MAX && file.size > UPLOAD_MAX) {
+          status.textContent = file.name + " is larger than " + humanSize(UPLOAD_MAX) + ".";
+          return;
+        }
+        readAsDataUrl(file).then(function (dataUrl) {
+          target.value = dataUrl;
+          var name = document.getElementById("f-file_name");
+          if (name && !name.value) name.value = file.name.slice(0, 100);
+          status.textContent = file.name + " (" + humanSize(file.size) + ") is ready; press Generate to store it.";
+        }, function (error) { status.textContent = error.message; });
+        return;
+      }
       status.textContent = "Uploading " + (files.length === 1 ? files[0].name : files.length + " files") + "…";
       Promise.all(files.map(uploadFile)).then(function (urls) {
         if (target.getAttribute("data-control") === "urls") {

@@ -100,3 +100,20 @@ def test_it_applies_schema_defaults_and_reports_each_bad_field(catalog):
         input_validate(model=model, data={"width": 10, "colour": "red"})
     fields = {d["field"] for d in info.value.details}
     assert fields == {"prompt", "width", "colour"}
+
+
+def test_it_removes_routes_the_file_no_longer_lists_but_keeps_an_admins(tmp_path):
+    import json
+
+    from apps.catalog.services import CATALOG_FILE, catalog_seed
+
+    data = json.loads(CATALOG_FILE.read_text())
+    catalog_seed()
+    model = AIModel.objects.get(public_model="kiwiwhale/upload")
+    ModelRoute.objects.create(model=model, provider="local", upstream_model="admin-added")
+    entry = next(m for m in data["models"] if m["public_model"] == "kiwiwhale/upload")
+    entry["routes"] = [{"provider": "local", "upstream_model": "upload-v2"}]
+    changed = tmp_path / "catalog.json"
+    changed.write_text(json.dumps(data))
+    catalog_seed(path=changed)
+    assert set(model.routes.values_list("upstream_model", flat=True)) == {"upload-v2", "admin-added"}

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.admin.sites import site
 from django.test import RequestFactory
+from django.urls import reverse
 from django.utils import timezone
 
 from apps.billing.models import LedgerEntry
@@ -228,7 +229,7 @@ def test_admin_pages_for_jobs_and_the_ledger_render(admin_client, catalog, alice
     job_run(job_id=job.pk)
     for url in [
         "/admin/generations/job/",
-        f"/admin/generations/job/{job.pk}/change/",
+        reverse("admin:generations_job_change", args=[job.pk]),  # quotes the "_" of job ids
         "/admin/billing/ledgerentry/",
         "/admin/billing/wallet/",
         "/admin/catalog/aimodel/",

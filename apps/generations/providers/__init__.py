@@ -16,6 +16,8 @@ PROVIDERS = {
     "openai": "apps.generations.providers.openai.OpenAIProvider",
     "openai_compatible": "apps.generations.providers.openai.OpenAICompatibleProvider",
     "comfyui": "apps.generations.providers.comfyui.ComfyUIProvider",
+    "fal": "apps.generations.providers.fal.FalProvider",
+    "replicate": "apps.generations.providers.replicate.ReplicateProvider",
 }
 LOCAL = "local"
 AVAILABLE_CACHE_KEY = "providers:available"
@@ -76,6 +78,11 @@ class Provider:
     def __init__(self, config: ProviderConfig | None = None):
         self.config = config or ProviderConfig(slug=self.kind)
 
+    @classmethod
+    def account_ready(cls, account) -> bool:
+        """Whether an enabled account has what this kind needs to serve (the models it routes are listed)."""
+        return account.has_api_key or not cls.needs_api_key
+
     @property
     def base_url(self) -> str:
         return (self.config.base_url or self.default_base_url).rstrip("/")
@@ -127,7 +134,7 @@ def provider_keys_available() -> list[str]:
         slugs = [LOCAL] + [
             account.slug
             for account in ProviderAccount.objects.filter(enabled=True, kind__in=list(PROVIDERS))
-            if account.has_api_key or not provider_class(account.kind).needs_api_key
+            if provider_class(account.kind).account_ready(account)
         ]
         cache.set(AVAILABLE_CACHE_KEY, slugs, AVAILABLE_CACHE_SECONDS)
     return slugs

@@ -37,6 +37,11 @@ class ComfyUIProvider(Provider):
     needs_api_key = False
     default_base_url = "http://127.0.0.1:8188"
 
+    @classmethod
+    def account_ready(cls, account) -> bool:
+        # Without a stored workflow there is nothing to run: keep its models hidden until the admin adds one.
+        return bool((account.options or {}).get("workflows"))
+
     def run(self, *, upstream_model: str, params: dict, input: dict) -> Pending:
         workflow = self._workflow(params.get("workflow") or upstream_model)
         bind = params.get("bind") or {}
@@ -156,7 +161,9 @@ class ComfyUIProvider(Provider):
                 with Image.open(io.BytesIO(content)) as image:
                     output.width, output.height = image.size
             except (OSError, Image.DecompressionBombError):
-                raise ProviderError(f"{NAME} returned an image that cannot be read.", retryable=True) from None
+                raise ProviderError(
+                    f"{NAME} returned an image that cannot be read.", retryable=True, code="upstream_malformed"
+                ) from None
         return output
 
 

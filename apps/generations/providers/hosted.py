@@ -28,7 +28,7 @@ from kiwiwhale.lib.safe_fetch import FetchError, fetch
 logger = logging.getLogger(__name__)
 
 MAX_OUTPUT_FILES = 16
-_MEDIA_KINDS = {"image": ("image",), "video": ("video",), "audio": ("audio",)}
+_MEDIA_KINDS = ("image", "video", "audio")
 _SAFE_STEM = re.compile(r"[^A-Za-z0-9_-]+")
 # Outputs are served from our own origin: a type a browser runs scripts in would be stored XSS.
 _ACTIVE_TYPES = {"text/html", "application/xhtml+xml", "text/xml", "application/xml", "image/svg+xml", "text/xsl"}
@@ -71,7 +71,7 @@ def _inlined(field: str, value):
         own = True
     if not own:
         return value  # a public URL: the upstream fetches it itself
-    kinds = _MEDIA_KINDS.get(field.split("_")[0], ("image", "video", "audio"))
+    kinds = tuple(kind for kind in _MEDIA_KINDS if kind in field) or _MEDIA_KINDS  # end_image_url: an image
     media = media_load(value, kinds=kinds, field=field)
     return f"data:{media.content_type};base64,{base64.b64encode(media.content).decode('ascii')}"
 

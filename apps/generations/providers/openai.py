@@ -19,19 +19,16 @@ import base64
 import binascii
 import io
 import json
-import mimetypes
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-from django.conf import settings
-from django.core.files.storage import default_storage
 from PIL import Image
 
+from apps.generations.media import media_load
 from apps.generations.providers import OutputData, Provider, ProviderError, RunResult, input_for_upstream
 from apps.generations.providers.http import UpstreamClient
-from kiwiwhale.lib.safe_fetch import Fetched, FetchError, fetch
 
-# Our conventional input names → the names OpenAI's endpoints use (a route's `rename` wins).
-OPENAI_NAMES = {"num_images": "n", "text": "input"}
+# Per operation, our conventional input names → the names OpenAI's endpoint uses (a route's `rename` wins).
+OPENAI_NAMES = {"image_generation": {"num_images": "n"}, "image_edit": {"num_images": "n"}, "tts": {"text": "input"}}
 AUDIO_TYPES = {
     "mp3": "audio/mpeg",
     "opus": "audio/ogg",
@@ -64,7 +61,7 @@ class OpenAIProvider(Provider):
             raise ProviderError(
                 f"The route asks for an unknown operation {operation!r}.", code="provider_misconfigured"
             )
-        body = _openai_names(input_for_upstream(input, params), params)
+        body = _openai_names(input_for_upstream(input, params), params, OPENAI_NAMES.get(operation, {}))
         with self._client() as client:
             return handlers[operation](client, upstream_model, body)
 
@@ -128,9 +125,9 @@ class OpenAIProvider(Provider):
         if not all(isinstance(url, str) and url for url in urls):
             raise ProviderError("An image to edit is required.", code="invalid_input")
         field = "image" if len(urls) == 1 else "image[]"  # gpt-image models take several images as image[]
-        files = [(field, _image_file(url)) for url in urls]
+        files = [(field, _image_file(url, "image_url")) for url in urls]
         if mask_url:
-            files.append(("mask", _image_file(mask_url)))
+            files.append(("mask", _image_file(mask_url, "mask_url")))
         form = {name: value if isinstance(value, str) else json.dumps(value) for name, value in body.items()}
         data = client.json("POST", "/images/edits", data={**form, "model": model}, files=files)
         return self._image_result(data)
@@ -170,7 +167,9 @@ class OpenAIProvider(Provider):
             with Image.open(io.BytesIO(content)) as image:
                 size, image_format = image.size, image.format
         except (OSError, Image.DecompressionBombError):
-            raise ProviderError(f"{self.name} returned an image that cannot be read.", retryable=True) from None
+            raise ProviderError(
+                f"{self.name} returned an image that cannot be read.", retryable=True, code="upstream_malformed"
+            ) from None
         content_type, extension = IMAGE_TYPES.get(image_format, ("image/png", "png"))
         return OutputData(
             type="image",
@@ -212,9 +211,9 @@ class OpenAICompatibleProvider(OpenAIProvider):
         return (self.config.options or {}).get("name") or self.config.slug or "The OpenAI-compatible server"
 
 
-def _openai_names(body: dict, params: dict) -> dict:
+def _openai_names(body: dict, params: dict, names: dict) -> dict:
     renamed = set(params.get("rename", {}))
-    for ours, theirs in OPENAI_NAMES.items():
+    for ours, theirs in names.items():
         if ours in body and ours not in renamed and theirs not in body:
             body[theirs] = body.pop(ours)
     return body
@@ -227,37 +226,7 @@ def _usage(data: dict, keys: tuple[str, ...]) -> dict:
     return {key: usage[key] for key in keys if isinstance(usage.get(key), int)}
 
 
-def _image_file(url: str) -> tuple[str, bytes, str]:
-    """An input image as a multipart file: (name, bytes, content type)."""
-    try:
-        from apps.generations.media import media_load  # the shared loader, once it exists
-    except ImportError:
-        media_load = _media_load
-    loaded = media_load(url)
-    content, content_type, file_name = loaded.content, loaded.content_type, loaded.file_name
-    if not content_type.startswith("image/"):
-        raise ProviderError(f"The file at {url[:100]} is not an image ({content_type}).", code="invalid_input")
-    return file_name or "image", content, content_type
-
-
-def _media_load(url: str):
-    """An earlier output of this instance read from our storage, or a public URL / data: URL fetched safely."""
-    own_prefix = default_storage.url("outputs/")
-    location = url if own_prefix.startswith(("http://", "https://")) else urlsplit(url).path
-    if not url.startswith("data:") and location.startswith(own_prefix):
-        name = "outputs/" + unquote(location[len(own_prefix) :])
-        if ".." in name.split("/") or not default_storage.exists(name):
-            raise ProviderError("The input file does not exist.", code="invalid_input")
-        with default_storage.open(name, "rb") as handle:
-            content = handle.read(settings.FETCH_MAX_BYTES + 1)
-        if len(content) > settings.FETCH_MAX_BYTES:
-            raise ProviderError(
-                f"The input file is larger than {settings.FETCH_MAX_BYTES} bytes.", code="invalid_input"
-            )
-        file_name = name.rsplit("/", 1)[-1]
-        content_type = mimetypes.guess_type(file_name)[0] or "application/octet-stream"
-        return Fetched(content=content, content_type=content_type, file_name=file_name)
-    try:
-        return fetch(url)
-    except FetchError as exc:
-        raise ProviderError(f"The input file could not be read: {exc}", code="invalid_input") from exc
+def _image_file(url: str, field: str) -> tuple[str, bytes, str]:
+    """An input image as a multipart file (name, bytes, content type), checked to really be an image."""
+    media = media_load(url, kinds={"image"}, field=field)
+    return f"{field.removesuffix('_url')}{media.extension}", media.content, media.content_type

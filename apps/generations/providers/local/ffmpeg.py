@@ -113,6 +113,8 @@ def probe(path: Path) -> Probe:
     """Measures a file ffmpeg made: duration, size and codecs, as a decoder reads them back."""
     import av
 
+    from apps.generations.media import codec_name
+
     try:
         with av.open(str(path)) as container:
             video = next(iter(container.streams.video), None)
@@ -127,8 +129,8 @@ def probe(path: Path) -> Probe:
                 duration_seconds=round(duration, 3) if duration else None,
                 width=video.codec_context.width if video is not None else None,
                 height=video.codec_context.height if video is not None else None,
-                video_codec=video.codec_context.name if video is not None else "",
-                audio_codec=audio.codec_context.name if audio is not None else "",
+                video_codec=codec_name(video) if video is not None else "",
+                audio_codec=codec_name(audio) if audio is not None else "",
                 fps=float(rate) if rate else None,
             )
     except (av.FFmpegError, OSError) as exc:

@@ -7,6 +7,7 @@
 """
 
 import ctypes
+import io
 import logging
 import os
 import threading
@@ -83,12 +84,16 @@ def _espeak() -> tuple[ctypes.CDLL, int]:
     return library, sample_rate
 
 
-def synthesize(text: str, *, voice: str = "en-us", variant: str = "", speed: int = 175, pitch: int = 50) -> tuple[bytes, int]:  # noqa: E501
+def synthesize(
+    text: str, *, voice: str = "en-us", variant: str = "", speed: int = 175, pitch: int = 50
+) -> tuple[bytes, int]:
     """Speaks `text`: 16-bit mono PCM and its sample rate."""
-    library, sample_rate = _espeak()
+    if voice not in VOICES:
+        raise ProviderError(f"The voice {voice!r} is not available.", code="invalid_input")
     name = (VOICES[voice] + VARIANTS.get(variant, "")).encode()
     encoded = text.replace("\x00", " ").encode("utf-8")
     with _lock:
+        library, sample_rate = _espeak()  # initialized once, under the lock
         if library.espeak_SetVoiceByName(name) != 0:
             raise ProviderError(f"The voice {voice!r} is not available.", code="invalid_input")
         library.espeak_SetParameter(_RATE, speed, 0)
@@ -153,21 +158,22 @@ def speech_to_text(input: dict) -> RunResult:
         text=text,
         duration_seconds=round(media.duration_seconds, 3),
     )
-    return RunResult(outputs=[output], usage={"audio_seconds": round(media.duration_seconds, 3), "words": len(text.split())})  # noqa: E501
+    usage = {"audio_seconds": round(media.duration_seconds, 3), "words": len(text.split())}
+    return RunResult(outputs=[output], usage=usage)
 
 
 def _recognize(pcm: bytes) -> str:
     try:
-        from pocketsphinx import Decoder
+        from pocketsphinx import Decoder, Segmenter
     except ImportError as exc:
         raise ProviderError("The speech recognizer is not installed on this instance.", code="engine_missing") from exc
     decoder = Decoder(loglevel="FATAL")  # its default model: US English, 16 kHz
     words = []
-    # In utterances of about 30 s, as PocketSphinx's own examples do for long audio.
-    chunk = 16000 * 2 * 30
-    for offset in range(0, len(pcm), chunk):
+    # Voice activity detection first: only the stretches with speech are decoded, one utterance each (decoding
+    # silence or noise makes the recognizer hear words that nobody said).
+    for segment in Segmenter().segment(io.BytesIO(pcm)):
         decoder.start_utt()
-        decoder.process_raw(pcm[offset : offset + chunk], full_utt=True)
+        decoder.process_raw(segment.pcm, full_utt=True)
         decoder.end_utt()
         hypothesis = decoder.hyp()
         if hypothesis is not None and hypothesis.hypstr:

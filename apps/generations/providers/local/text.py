@@ -13,16 +13,16 @@ from collections import Counter
 from apps.generations.providers import OutputData, RunResult
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n{2,}")
-_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?", re.UNICODE)
-STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being below between
-    both but by can could did do does doing down during each few for from further had has have having he her here
-    hers herself him himself his how i if in into is it its itself just me more most my myself no nor not now of
-    off on once only or other our ours ourselves out over own same she should so some such than that the their
-    theirs them themselves then there these they this those through to too under until up very was we were what
-    when where which while who whom why will with would you your yours yourself yourselves also may might must
-    shall us let get got one two le la les de des du et un une der die das und ein eine el los las y en que""".split()
-)
+_APOSTROPHE = "\u2019"
+_WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)?", re.UNICODE)
+_STOPWORDS_TEXT = """a about above after again against all am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has have having he her
+here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not now of off
+on once only or other our ours ourselves out over own same she should so some such than that the their theirs them
+themselves then there these they this those through to too under until up very was we were what when where which
+while who whom why will with would you your yours yourself yourselves also may might must shall us let get got one two
+le la les de des du et un une der die das und ein eine el los las y en que"""
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 WORDS_PER_MINUTE = 230
 
 
@@ -31,7 +31,7 @@ def sentences(text: str) -> list[str]:
 
 
 def words(text: str) -> list[str]:
-    return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
+    return [w.lower().replace(_APOSTROPHE, "'") for w in _WORD.findall(text)]
 
 
 def keywords(text: str, count: int = 5) -> list[str]:

@@ -58,7 +58,9 @@ def merge_videos(input: dict) -> RunResult:
     videos = [media_load(url, kinds=VIDEO, field=f"video_urls.{i}") for i, url in enumerate(urls)]
     total = sum(v.duration_seconds or 0 for v in videos)
     if total > _max_seconds():
-        raise ProviderError(f"The videos last {total:.1f} s together; at most {_max_seconds():g} s.", code="invalid_media")
+        raise ProviderError(
+            f"The videos last {total:.1f} s together; at most {_max_seconds():g} s.", code="invalid_media"
+        )
     width, height = _target_size(input, videos[0])
     fps = input.get("fps") or _fps(videos[0])
     with_audio = any(v.has_audio for v in videos)

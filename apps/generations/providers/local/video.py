@@ -90,7 +90,8 @@ def _animation(prompt: str, width: int, height: int, seed: int, count: int) -> I
 def _caption(prompt: str, width: int, height: int) -> Image.Image | None:
     unit = max(8, min(width, height))
     font = ImageFont.load_default(size=max(10, unit // 20))
-    lines = textwrap.wrap(textwrap.shorten(prompt, width=120, placeholder="…"), width=max(10, int(width / (font.size * 0.6))))[:2]  # fmt: skip
+    caption = textwrap.shorten(prompt, width=120, placeholder="…")
+    lines = textwrap.wrap(caption, width=max(10, int(width / (font.size * 0.6))))[:2]
     if not lines:
         return None
     band = Image.new("RGBA", (width, height), (0, 0, 0, 0))
@@ -151,9 +152,7 @@ def _prepared(picture: Image.Image, width: int, height: int, zoom: float) -> Ima
     return picture
 
 
-def _ken_burns(
-    picture: Image.Image, width: int, height: int, count: int, motion: str, zoom: float
-) -> Iterator[bytes]:
+def _ken_burns(picture: Image.Image, width: int, height: int, count: int, motion: str, zoom: float) -> Iterator[bytes]:
     sw, sh = picture.size
     aspect = width / height
     base_w, base_h = (sw, sw / aspect) if sw / sh < aspect else (sh * aspect, sh)  # the largest box of our shape

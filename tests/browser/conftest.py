@@ -1,0 +1,80 @@
+"""Playwright driving Debian's Chromium against a live test server (and, where a test asks, a live Celery worker).
+
+The browser is /usr/bin/chromium from apt (`make test` installs it when missing); never `playwright install`,
+which downloads a browser. Every request the page makes outside the live server is aborted: no test reaches the
+internet. Screenshots land in artifacts/screenshots/ (git-ignored), kept as CI artifacts.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+# Playwright's sync API runs an asyncio event loop in the test's thread, so Django sees a running loop and refuses
+# ORM calls from that thread ("SynchronousOnlyOperation"). The calls are ordinary blocking code that the loop never
+# interleaves with, so the check is a false alarm here; allow it for the browser tests only.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+from playwright.sync_api import sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+DESKTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail("Browser tests need Debian's chromium at /usr/bin/chromium: `apt-get install chromium`.")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_context(browser, live_server):
+    """Opens browser contexts on the live server (one per visitor); each stays offline and is closed at the end."""
+    contexts = []
+    local_host = urlsplit(live_server.url).hostname
+
+    def _stay_local(route):
+        url = route.request.url
+        if url.startswith(("data:", "blob:")) or urlsplit(url).hostname in (local_host, "localhost", "127.0.0.1"):
+            route.continue_()
+        else:
+            route.abort()
+
+    def open_context(**options):
+        context = browser.new_context(base_url=live_server.url, viewport=options.pop("viewport", DESKTOP), **options)
+        context.set_default_timeout(15_000)
+        context.route("**/*", _stay_local)
+        contexts.append(context)
+        return context
+
+    yield open_context
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_context):
+    return new_context().new_page()
+
+
+def screenshot(page, name: str, *, full_page: bool = True) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky header then sits at the top of a full-page capture
+    page.screenshot(path=str(path), full_page=full_page)
+    return path

@@ -1,0 +1,270 @@
+"""A local stand-in for OpenAI's REST API (and OpenAI-compatible servers such as Ollama), for adapter tests.
+
+It listens on 127.0.0.1, serves the documented endpoints under /v1 — POST /chat/completions,
+/images/generations, /images/edits (multipart/form-data), /audio/speech — checks the bearer key the way OpenAI
+does (401 with its error body), validates the request fields, answers in OpenAI's shapes, and records every
+request for the test to inspect. `script` forces the next answers (errors, Retry-After, malformed bodies, a hang).
+"""
+
+import base64
+import io
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from PIL import Image
+
+HANG = "hang"  # a script entry: never answer (until the server stops)
+SPEECH_BYTES = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xf3\x14\xc4" + bytes(400)  # an MP3-looking body
+VOICES = {"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse"}
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict
+    json: dict | None = None
+    form: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)  # field name → list of (file name, content type, bytes)
+
+
+def error_body(message: str, *, type: str = "invalid_request_error", code: str | None = None, param=None) -> dict:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+class FakeOpenAI:
+    def __init__(self, *, api_key: str | None = "sk-test-0123456789", images_as_url: bool = False):
+        self.api_key = api_key  # None: a keyless server (Ollama); it then expects no Authorization header
+        self.images_as_url = images_as_url  # answer image requests with links (dall-e style) instead of base64
+        self.requests: list[Recorded] = []
+        self.script: list = []  # (status, headers, body: bytes | dict) or HANG, used before normal handling
+        self.files: dict[str, bytes] = {}
+        self._stop = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.origin}/v1"
+
+    def start(self) -> "FakeOpenAI":
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def calls(self, path: str) -> list[Recorded]:
+        return [r for r in self.requests if r.path == path]
+
+    # --- the endpoints ------------------------------------------------------------------------------------
+    def handle(self, request: Recorded) -> tuple[int, dict, bytes | dict]:
+        if request.path.startswith("/files/"):  # the links of url-format images; no auth, like a storage host
+            name = request.path.removeprefix("/files/")
+            if name not in self.files:
+                return 404, {}, b"not found"
+            return 200, {"Content-Type": "image/png"}, self.files[name]
+        auth = request.headers.get("authorization")
+        if self.api_key is not None and auth != f"Bearer {self.api_key}":
+            shown = (auth or "").removeprefix("Bearer ")[:6]
+            return (
+                401,
+                {},
+                error_body(
+                    f"Incorrect API key provided: {shown}***. You can find your API key at "
+                    "https://platform.openai.com/account/api-keys.",
+                    code="invalid_api_key",
+                ),
+            )
+        routes = {
+            ("POST", "/v1/chat/completions"): self._chat,
+            ("POST", "/v1/images/generations"): self._images_generations,
+            ("POST", "/v1/images/edits"): self._images_edits,
+            ("POST", "/v1/audio/speech"): self._speech,
+        }
+        handler = routes.get((request.method, request.path))
+        if handler is None:
+            return 404, {}, error_body(f"Invalid URL ({request.method} {request.path})")
+        return handler(request)
+
+    def _chat(self, request: Recorded):
+        body = request.json
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return 400, {}, error_body("you must provide a model parameter", param="model")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return 400, {}, error_body("'messages' is a required property", param="messages")
+        for message in messages:
+            if message.get("role") not in ("system", "developer", "user", "assistant") or not isinstance(
+                message.get("content"), str
+            ):
+                return 400, {}, error_body("Invalid message.", param="messages")
+        question = messages[-1]["content"]
+        answer = f"You said: {question}"
+        prompt_tokens = sum(len(m["content"].split()) for m in messages)
+        return (
+            200,
+            {},
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": answer, "refusal": None},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": len(answer.split()),
+                    "total_tokens": prompt_tokens + len(answer.split()),
+                },
+            },
+        )
+
+    def _images_generations(self, request: Recorded):
+        body = request.json
+        if not isinstance(body, dict) or not body.get("prompt"):
+            return 400, {}, error_body("Missing required parameter: 'prompt'.", param="prompt")
+        model = body.get("model", "dall-e-2")
+        if model.startswith("gpt-image") and "response_format" in body:
+            return 400, {}, error_body("Unknown parameter: 'response_format'.", param="response_format")
+        unknown = set(body) - {"model", "prompt", "n", "size", "quality", "background", "output_format", "style"}
+        if unknown - {"response_format", "user"}:
+            return 400, {}, error_body(f"Unknown parameter: '{sorted(unknown)[0]}'.")
+        width, height = _size(body.get("size", "1024x1024"))
+        return 200, {}, self._image_answer(int(body.get("n", 1)), width, height, model)
+
+    def _images_edits(self, request: Recorded):
+        if request.json is not None:
+            return 400, {}, error_body("Invalid Content-Type header (application/json), expected multipart/form-data.")
+        if not request.form.get("prompt") or not request.form.get("model"):
+            return 400, {}, error_body("Missing required parameter: 'prompt'.", param="prompt")
+        images = request.files.get("image") or request.files.get("image[]")
+        if not images:
+            return 400, {}, error_body("Missing required parameter: 'image'.", param="image")
+        for _, content_type, content in images:
+            if content_type not in ("image/png", "image/jpeg", "image/webp"):
+                return 400, {}, error_body(f"Invalid file type {content_type}.", param="image")
+            try:
+                Image.open(io.BytesIO(content)).verify()
+            except Exception:
+                return 400, {}, error_body("Invalid image file.", param="image")
+        with Image.open(io.BytesIO(images[0][2])) as first:
+            width, height = first.size
+        if request.form.get("size") and request.form["size"] != "auto":
+            width, height = _size(request.form["size"])
+        return 200, {}, self._image_answer(int(request.form.get("n", 1)), width, height, request.form["model"])
+
+    def _image_answer(self, n: int, width: int, height: int, model: str) -> dict:
+        data = []
+        for index in range(n):
+            buffer = io.BytesIO()
+            Image.new("RGB", (width, height), (30 * index, 120, 200)).save(buffer, "PNG")
+            content = buffer.getvalue()
+            if self.images_as_url and not model.startswith("gpt-image"):
+                name = f"{uuid.uuid4().hex}.png"
+                self.files[name] = content
+                data.append({"url": f"{self.origin}/files/{name}", "revised_prompt": "a revised prompt"})
+            else:
+                data.append({"b64_json": base64.b64encode(content).decode()})
+        answer = {"created": int(time.time()), "data": data}
+        if model.startswith("gpt-image"):
+            answer["usage"] = {"total_tokens": 100 + n, "input_tokens": 50, "output_tokens": 50 + n}
+        return answer
+
+    def _speech(self, request: Recorded):
+        body = request.json
+        if not isinstance(body, dict) or not body.get("input") or not body.get("model"):
+            return 400, {}, error_body("Missing required parameter: 'input'.", param="input")
+        if body.get("voice") not in VOICES:
+            return 400, {}, error_body("Invalid value for 'voice'.", param="voice")
+        formats = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "opus": "audio/ogg"}
+        response_format = body.get("response_format", "mp3")
+        if response_format not in formats:
+            return 400, {}, error_body("Invalid value for 'response_format'.", param="response_format")
+        return 200, {"Content-Type": formats[response_format]}, SPEECH_BYTES
+
+    # --- HTTP plumbing ------------------------------------------------------------------------------------
+    def _handler_class(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                self._serve()
+
+            def do_POST(self):
+                self._serve()
+
+            def _serve(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                request = Recorded(
+                    method=self.command,
+                    path=urlsplit(self.path).path,
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                )
+                content_type = self.headers.get("Content-Type", "")
+                if content_type.startswith("application/json"):
+                    try:
+                        request.json = json.loads(raw)
+                    except ValueError:
+                        request.json = None
+                elif content_type.startswith("multipart/form-data"):
+                    request.form, request.files = _multipart(content_type, raw)
+                fake.requests.append(request)
+                answer = fake.script.pop(0) if fake.script else None
+                if answer == HANG:
+                    fake._stop.wait(10)
+                    return
+                status, headers, body = answer if answer else fake.handle(request)
+                if isinstance(body, dict | list):
+                    body = json.dumps(body).encode()
+                    headers = {"Content-Type": "application/json", **headers}
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+
+def _size(size: str) -> tuple[int, int]:
+    width, _, height = size.partition("x")
+    return int(width), int(height)
+
+
+def _multipart(content_type: str, raw: bytes) -> tuple[dict, dict]:
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    form, files = {}, {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True) or b""
+        if part.get_filename() is not None:
+            files.setdefault(name, []).append((part.get_filename(), part.get_content_type(), payload))
+        else:
+            form[name] = payload.decode()
+    return form, files

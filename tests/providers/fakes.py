@@ -1,0 +1,372 @@
+"""Fake fal.ai and Replicate servers for the adapter tests: real HTTP servers on 127.0.0.1, in a thread.
+
+Each speaks its provider's protocol as the provider documents it (see each class), records every request it gets
+(method, path, query, headers, body) so a test can check what our adapter sent, checks the credentials, plays the
+documented status flow, and serves the output files it names under /files/. A test can make it misbehave:
+`script(method, *answers)` answers the next requests of that method with canned (status, headers, body), and
+`delays[method]` holds every answer of that method for that many seconds (past the client's timeout).
+"""
+
+import io
+import json
+import math
+import re
+import struct
+import threading
+import uuid
+import wave
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from PIL import Image
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict
+    headers: dict  # lower-cased names
+    raw: bytes
+
+    @property
+    def json(self):
+        return json.loads(self.raw) if self.raw else None
+
+
+def answer(status: int, body, headers: dict | None = None) -> tuple[int, dict, bytes]:
+    """A JSON answer (a bytes body is sent as it is)."""
+    if isinstance(body, bytes):
+        return status, {"Content-Type": "text/html", **(headers or {})}, body
+    return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(body).encode()
+
+
+class FakeServer:
+    def __init__(self):
+        self.requests: list[Seen] = []
+        self.scripted: dict[str, list[tuple[int, dict, bytes]]] = {}
+        self.delays: dict[str, float] = {}
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self._release = threading.Event()
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def start(self):
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        return self
+
+    def stop(self):
+        self._release.set()  # wakes the answers held by `delays`
+        self.server.shutdown()
+        self.server.server_close()
+
+    def script(self, method: str, *answers: tuple[int, dict, bytes]) -> None:
+        self.scripted.setdefault(method, []).extend(answers)
+
+    def serve_file(self, name: str, content: bytes, content_type: str) -> str:
+        self.files[name] = (content, content_type)
+        return f"{self.url}/files/{name}"
+
+    def seen(self, method: str | None = None, path: str | None = None) -> list[Seen]:
+        return [r for r in self.requests if (method is None or r.method == method) and (path is None or r.path == path)]
+
+    def handle(self, request: Seen) -> tuple[int, dict, bytes]:
+        raise NotImplementedError
+
+    def _answer(self, request: Seen) -> tuple[int, dict, bytes]:
+        with self._lock:
+            canned = self.scripted.get(request.method)
+            if canned:
+                return canned.pop(0)
+            if request.method == "GET" and request.path.startswith("/files/"):
+                name = request.path.removeprefix("/files/")
+                if name not in self.files:
+                    return answer(404, {"detail": "Not found"})
+                content, content_type = self.files[name]
+                return 200, {"Content-Type": content_type}, content
+            return self.handle(request)
+
+    def _handler_class(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self._dispatch("GET")
+
+            def do_POST(self):
+                self._dispatch("POST")
+
+            def do_PUT(self):
+                self._dispatch("PUT")
+
+            def _dispatch(self, method):
+                length = int(self.headers.get("Content-Length") or 0)
+                parts = urlsplit(self.path)
+                request = Seen(
+                    method=method,
+                    path=parts.path,
+                    query=parse_qs(parts.query),
+                    headers={name.lower(): value for name, value in self.headers.items()},
+                    raw=self.rfile.read(length) if length else b"",
+                )
+                fake.requests.append(request)
+                if fake.delays.get(method):
+                    fake._release.wait(fake.delays[method])
+                status, headers, body = fake._answer(request)
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+
+class FakeFal(FakeServer):
+    """fal.ai's Queue API, as fal documents it ("Queue", "Inference API"):
+
+    - `POST /{model_id}` (a model id may have a sub-path: `fal-ai/z-image/turbo`): `Authorization: Key <key>`
+      else 401 `{"detail"}`; a JSON object body else 422 `{"detail": [...]}`; answers `{"request_id",
+      "response_url", "status_url", "cancel_url", "queue_position", "status": "IN_QUEUE"}`, the URLs under the
+      app id (`owner/app`, never the sub-path).
+    - `GET /{app}/requests/{id}/status`: `IN_QUEUE` (202, `queue_position`) → `IN_PROGRESS` (202, `logs`) →
+      `COMPLETED` (200, `metrics.inference_time`), one step per call; 404 for an unknown id or under another path.
+    - `GET /{app}/requests/{id}`: the model's output JSON once completed, its files served under /files/; 400
+      before; `model_error` (status, body) instead, as fal answers when the model failed.
+    - `PUT /{app}/requests/{id}/cancel`: 202 `CANCELLATION_REQUESTED` until completed, then 400 `ALREADY_COMPLETED`.
+    `outputs[model_id]` builds a model's output from its input (default: one PNG in `images`).
+    """
+
+    key = "fal-test-key"
+
+    def __init__(self):
+        super().__init__()
+        self.jobs: dict[str, dict] = {}
+        self.outputs = {}
+        self.model_error: tuple[int, dict] | None = None
+        self.submit_urls_on: str | None = None  # another origin for the URLs of the submit answer
+
+    def handle(self, request):
+        if request.headers.get("authorization") != f"Key {self.key}":
+            return answer(401, {"detail": "No user found for Key ID and Secret"})
+        if request.method == "POST":
+            return self._submit(request)
+        match = re.fullmatch(r"/(?P<app>[^/]+/[^/]+)/requests/(?P<id>[^/]+)(?P<tail>/status|/cancel)?", request.path)
+        job = self.jobs.get(match["id"]) if match else None
+        if job is None or job["app"] != match["app"]:
+            return answer(404, {"detail": "Request not found"})
+        if request.method == "GET" and match["tail"] == "/status":
+            return self._status(job)
+        if request.method == "GET" and not match["tail"]:
+            return self._result(job)
+        if request.method == "PUT" and match["tail"] == "/cancel":
+            if job["steps"] >= 2:
+                return answer(400, {"status": "ALREADY_COMPLETED"})
+            job["canceled"] = True
+            return answer(202, {"status": "CANCELLATION_REQUESTED"})
+        return answer(405, {"detail": "Method not allowed"})
+
+    def _submit(self, request):
+        try:
+            body = request.json
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return answer(422, {"detail": [{"loc": ["body"], "msg": "Input should be an object", "type": "dict"}]})
+        model_id = request.path.strip("/")
+        request_id = str(uuid.uuid4())
+        app = "/".join(model_id.split("/")[:2])
+        self.jobs[request_id] = {
+            "id": request_id,
+            "app": app,
+            "model": model_id,
+            "input": body,
+            "steps": 0,
+            "canceled": False,
+        }
+        base = f"{self.submit_urls_on or self.url}/{app}/requests/{request_id}"
+        return answer(
+            200,
+            {
+                "status": "IN_QUEUE",
+                "request_id": request_id,
+                "response_url": base,
+                "status_url": f"{base}/status",
+                "cancel_url": f"{base}/cancel",
+                "queue_position": 0,
+            },
+        )
+
+    def _status(self, job):
+        base = f"{self.url}/{job['app']}/requests/{job['id']}"
+        step, job["steps"] = job["steps"], job["steps"] + 1
+        if step == 0:
+            return answer(202, {"status": "IN_QUEUE", "queue_position": 1, "response_url": base})
+        if step == 1:
+            return answer(202, {"status": "IN_PROGRESS", "logs": [], "response_url": base})
+        body = {"status": "COMPLETED", "logs": None, "response_url": base, "metrics": {"inference_time": 0.42}}
+        if self.model_error:
+            body["error"] = self.model_error[1].get("detail")
+        return answer(200, body)
+
+    def _result(self, job):
+        if job["steps"] < 3:
+            return answer(400, {"detail": "Request is still in progress"})
+        if self.model_error:
+            return answer(*self.model_error)
+        build = self.outputs.get(job["model"], default_fal_image)
+        return answer(200, build(self, job["input"]))
+
+
+def default_fal_image(fake: FakeServer, input: dict) -> dict:
+    url = fake.serve_file("z.png", png_bytes(64, 48), "image/png")
+    return {
+        "images": [{"url": url, "width": 64, "height": 48, "content_type": "image/png"}],
+        "seed": 1234,
+        "has_nsfw_concepts": [False],
+        "prompt": input.get("prompt", ""),
+    }
+
+
+class FakeReplicate(FakeServer):
+    """Replicate's HTTP API, as Replicate documents it ("Create a prediction", "Get a prediction", "Cancel a
+    prediction"), under /v1:
+
+    - `POST /v1/models/{owner}/{name}/predictions` with `{"input": {...}}`, or `POST /v1/predictions` with
+      `{"version", "input"}`: `Authorization: Bearer <token>` else 401 `{"title", "detail", "status"}`; 422 without
+      an `input` object; 201 with the prediction `{"id", "model", "version", "input", "status": "starting",
+      "output": null, "error": null, "logs", "metrics", "urls": {"get", "cancel", "stream"}}`. With `Prefer: wait`
+      the prediction runs to its end before the answer.
+    - `GET /v1/predictions/{id}`: `starting` → `processing` → `succeeded` (`output`, `metrics.predict_time`), one
+      step per call; `failed` with `error` when `fail_with` is set; `canceled` when `cancel_on_its_own` is set.
+    - `POST /v1/predictions/{id}/cancel`: the prediction, `canceled` unless it had finished.
+    `outputs[model]` builds a model's output from its input (default: the URL of one PNG).
+    """
+
+    key = "r8_test_token"
+
+    def __init__(self):
+        super().__init__()
+        self.predictions: dict[str, dict] = {}
+        self.outputs = {}
+        self.fail_with: str | None = None
+        self.cancel_on_its_own = False
+
+    def handle(self, request):
+        if request.headers.get("authorization") != f"Bearer {self.key}":
+            return answer(
+                401,
+                {"title": "Unauthenticated", "detail": "You did not pass a valid authentication token", "status": 401},
+            )
+        model = re.fullmatch(r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions", request.path)
+        if request.method == "POST" and (model or request.path == "/v1/predictions"):
+            return self._create(request, f"{model['owner']}/{model['name']}" if model else "")
+        match = re.fullmatch(r"/v1/predictions/(?P<id>[^/]+)(?P<cancel>/cancel)?", request.path)
+        prediction = self.predictions.get(match["id"]) if match else None
+        if prediction is None:
+            return answer(
+                404, {"title": "Not found", "detail": "The requested resource could not be found.", "status": 404}
+            )
+        if request.method == "GET" and not match["cancel"]:
+            self._step(prediction)
+            return answer(200, prediction)
+        if request.method == "POST" and match["cancel"]:
+            if prediction["status"] in ("starting", "processing"):
+                prediction["status"] = "canceled"
+            return answer(200, prediction)
+        return answer(405, {"detail": "Method not allowed"})
+
+    def _create(self, request, model: str):
+        try:
+            body = request.json
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("input"), dict):
+            return answer(422, {"title": "Input validation failed", "detail": "input is required", "status": 422})
+        version = body.get("version", "")
+        if not model and not version:
+            return answer(422, {"title": "Invalid version", "detail": "version is required", "status": 422})
+        prediction_id = uuid.uuid4().hex[:26]
+        base = f"{self.url}/v1/predictions/{prediction_id}"
+        prediction = {
+            "id": prediction_id,
+            "model": model or "owner/versioned",
+            "version": version or "latest",
+            "input": body["input"],
+            "status": "starting",
+            "output": None,
+            "error": None,
+            "logs": "",
+            "metrics": {},
+            "created_at": "2025-01-01T00:00:00.000Z",
+            "urls": {"get": base, "cancel": f"{base}/cancel", "stream": f"{self.url}/stream/{prediction_id}"},
+        }
+        self.predictions[prediction_id] = prediction
+        if "wait" in request.headers.get("prefer", ""):
+            while prediction["status"] in ("starting", "processing"):
+                self._step(prediction)
+        return answer(201, prediction)
+
+    def _step(self, prediction):
+        if prediction["status"] == "starting":
+            prediction["status"] = "processing"
+            prediction["logs"] = "Loading model…\n"
+        elif prediction["status"] == "processing":
+            if self.cancel_on_its_own:
+                prediction["status"] = "canceled"
+            elif self.fail_with:
+                prediction["status"] = "failed"
+                prediction["error"] = self.fail_with
+            else:
+                build = self.outputs.get(prediction["model"], default_replicate_image)
+                prediction.update(status="succeeded", output=build(self, prediction["input"]))
+                prediction["metrics"] = {"predict_time": 1.25, "total_time": 1.5}
+
+
+def default_replicate_image(fake: FakeServer, input: dict) -> str:
+    return fake.serve_file("out-0.png", png_bytes(input.get("width", 32), input.get("height", 24)), "image/png")
+
+
+# --- Real media files ---------------------------------------------------------------------------------------
+
+
+def png_bytes(width: int, height: int, color=(20, 120, 200)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def wav_bytes(seconds: float, rate: int = 16000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        samples = (int(8000 * math.sin(2 * math.pi * 440 * n / rate)) for n in range(int(seconds * rate)))
+        out.writeframes(b"".join(struct.pack("<h", s) for s in samples))
+    return buffer.getvalue()
+
+
+def mp4_bytes(seconds: float, width: int = 64, height: int = 48, fps: int = 10) -> bytes:
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(int(seconds * fps)):
+            frame = av.VideoFrame.from_image(Image.new("RGB", (width, height), (index * 20 % 256, 80, 160)))
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
