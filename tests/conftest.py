@@ -188,6 +188,30 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     log.close()
 
 
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's, installed by `make test` when missing
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One Chromium, driven by Playwright, for every browser test of the run (never `playwright install`)."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail("Browser tests need Debian's chromium at /usr/bin/chromium: `apt-get install chromium`.")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
 def wait_for_job(client, job_id: str, timeout: float = 60.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

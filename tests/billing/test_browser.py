@@ -7,29 +7,18 @@ the same calls (`Stripe()`, `elements().create("card")`, `confirmCardSetup`) aga
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from apps.billing.models import PaymentMethod
 from apps.billing.services import payment_setup_start
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, screenshot
+from tests.browser.conftest import screenshot
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(scope="module")
-def billing_browser():
-    # Module scope: closed before tests/browser/ opens its own session browser (one Playwright at a time).
-    if not CHROMIUM.exists():
-        pytest.fail("Browser tests need Debian's chromium at /usr/bin/chromium: `apt-get install chromium`.")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
-def new_context(billing_browser, live_server, stripe_on):
+def new_context(browser, live_server, stripe_on):
     """A browser context on the live server that may reach only loopback (the site and localstripe)."""
     contexts = []
 
@@ -38,7 +27,7 @@ def new_context(billing_browser, live_server, stripe_on):
         route.continue_() if host in ("127.0.0.1", "localhost") else route.abort()
 
     def open_context():
-        context = billing_browser.new_context(base_url=live_server.url)
+        context = browser.new_context(base_url=live_server.url)
         context.set_default_timeout(15_000)
         context.route("**/*", _stay_local)
         contexts.append(context)
