@@ -11,14 +11,15 @@ An `api_key` makes it behave like an instance behind an authenticating proxy (Be
 import io
 import json
 import mimetypes
-import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from PIL import Image
+
+from tests.providers.fakes import HANG as HANG  # a `script` entry: never answer (until the server stops)
+from tests.providers.fakes import FakeAPI
 
 # ComfyUI's default text-to-image graph as "Save (API format)" exports it.
 DEFAULT_WORKFLOW = {
@@ -57,7 +58,6 @@ NODE_CLASSES = {
     "PreviewImage",
 }
 OUTPUT_CLASSES = {"SaveImage", "PreviewImage"}
-HANG = "hang"  # a script entry: never answer (until the server stops)
 
 
 @dataclass
@@ -69,12 +69,11 @@ class Recorded:
     json: dict | list | None = None
 
 
-class FakeComfyUI:
+class FakeComfyUI(FakeAPI):
     def __init__(self, *, api_key: str | None = None, checkpoints=("v1-5-pruned-emaonly.safetensors",)):
+        super().__init__()
         self.api_key = api_key
         self.checkpoints = set(checkpoints)
-        self.requests: list[Recorded] = []
-        self.script: list = []  # (status, headers, body: bytes | dict), used before normal handling
         self.prompts: dict[str, dict] = {}  # prompt id → {"number", "prompt", "client_id", "state"}
         self.history: dict[str, dict] = {}
         self.files: dict[tuple[str, str, str], bytes] = {}  # (type, subfolder, filename) → bytes
@@ -82,26 +81,30 @@ class FakeComfyUI:
         self.deleted: list[str] = []
         self._number = 0
         self._counter = 0
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self.url
 
     def start_server(self) -> "FakeComfyUI":
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._server.shutdown()
-        self._server.server_close()
+        return super().start()  # `start` itself starts running a prompt, as ComfyUI's queue does
 
     def calls(self, method: str, path: str) -> list[Recorded]:
-        return [r for r in self.requests if r.method == method and r.path == path]
+        return self.seen(method, path)
+
+    def record(self, method, target, headers, raw) -> Recorded:
+        request = Recorded(
+            method=method,
+            path=target.path,
+            query={k: v[0] for k, v in parse_qs(target.query, keep_blank_values=True).items()},
+            headers=headers,
+        )
+        if raw:
+            try:
+                request.json = json.loads(raw)
+            except ValueError:
+                request.json = None
+        return request
 
     # --- driving execution --------------------------------------------------------------------------------
     def start(self, prompt_id: str) -> None:
@@ -277,55 +280,6 @@ class FakeComfyUI:
             ]
 
         return {"queue_running": items("running"), "queue_pending": items("pending")}
-
-    # --- HTTP plumbing ------------------------------------------------------------------------------------
-    def _handler_class(self):
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                self._serve()
-
-            def do_POST(self):
-                self._serve()
-
-            def _serve(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                parts = urlsplit(self.path)
-                request = Recorded(
-                    method=self.command,
-                    path=parts.path,
-                    query={k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()},
-                    headers={k.lower(): v for k, v in self.headers.items()},
-                )
-                if raw:
-                    try:
-                        request.json = json.loads(raw)
-                    except ValueError:
-                        request.json = None
-                fake.requests.append(request)
-                answer = fake.script.pop(0) if fake.script else None
-                if answer == HANG:
-                    fake._stopped.wait(10)
-                    return
-                status, headers, body = answer or fake.handle(request)
-                if isinstance(body, dict | list):
-                    body = json.dumps(body).encode()
-                    headers = {"Content-Type": "application/json", **headers}
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        return Handler
 
 
 def _error(type: str, message: str, details: str = "") -> dict:

@@ -9,18 +9,17 @@ request for the test to inspect. `script` forces the next answers (errors, Retry
 import base64
 import io
 import json
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
 from PIL import Image
 
-HANG = "hang"  # a script entry: never answer (until the server stops)
+from tests.providers.fakes import HANG as HANG  # a `script` entry: never answer (until the server stops)
+from tests.providers.fakes import FakeAPI
+
 SPEECH_BYTES = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xf3\x14\xc4" + bytes(400)  # an MP3-looking body
 VOICES = {"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse"}
 
@@ -39,36 +38,31 @@ def error_body(message: str, *, type: str = "invalid_request_error", code: str |
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
-class FakeOpenAI:
+class FakeOpenAI(FakeAPI):
     def __init__(self, *, api_key: str | None = "sk-test-0123456789", images_as_url: bool = False):
+        super().__init__()
         self.api_key = api_key  # None: a keyless server (Ollama); it then expects no Authorization header
         self.images_as_url = images_as_url  # answer image requests with links (dall-e style) instead of base64
-        self.requests: list[Recorded] = []
-        self.script: list = []  # (status, headers, body: bytes | dict) or HANG, used before normal handling
         self.files: dict[str, bytes] = {}
-        self._stop = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
 
     @property
     def base_url(self) -> str:
-        return f"{self.origin}/v1"
-
-    def start(self) -> "FakeOpenAI":
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._server.shutdown()
-        self._server.server_close()
+        return f"{self.url}/v1"
 
     def calls(self, path: str) -> list[Recorded]:
-        return [r for r in self.requests if r.path == path]
+        return self.seen(path=path)
+
+    def record(self, method, target, headers, raw) -> Recorded:
+        request = Recorded(method=method, path=target.path, headers=headers)
+        content_type = headers.get("content-type", "")
+        if content_type.startswith("application/json"):
+            try:
+                request.json = json.loads(raw)
+            except ValueError:
+                request.json = None
+        elif content_type.startswith("multipart/form-data"):
+            request.form, request.files = _multipart(content_type, raw)
+        return request
 
     # --- the endpoints ------------------------------------------------------------------------------------
     def handle(self, request: Recorded) -> tuple[int, dict, bytes | dict]:
@@ -181,7 +175,7 @@ class FakeOpenAI:
             if self.images_as_url and not model.startswith("gpt-image"):
                 name = f"{uuid.uuid4().hex}.png"
                 self.files[name] = content
-                data.append({"url": f"{self.origin}/files/{name}", "revised_prompt": "a revised prompt"})
+                data.append({"url": f"{self.url}/files/{name}", "revised_prompt": "a revised prompt"})
             else:
                 data.append({"b64_json": base64.b64encode(content).decode()})
         answer = {"created": int(time.time()), "data": data}
@@ -200,56 +194,6 @@ class FakeOpenAI:
         if response_format not in formats:
             return 400, {}, error_body("Invalid value for 'response_format'.", param="response_format")
         return 200, {"Content-Type": formats[response_format]}, SPEECH_BYTES
-
-    # --- HTTP plumbing ------------------------------------------------------------------------------------
-    def _handler_class(self):
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                self._serve()
-
-            def do_POST(self):
-                self._serve()
-
-            def _serve(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                request = Recorded(
-                    method=self.command,
-                    path=urlsplit(self.path).path,
-                    headers={k.lower(): v for k, v in self.headers.items()},
-                )
-                content_type = self.headers.get("Content-Type", "")
-                if content_type.startswith("application/json"):
-                    try:
-                        request.json = json.loads(raw)
-                    except ValueError:
-                        request.json = None
-                elif content_type.startswith("multipart/form-data"):
-                    request.form, request.files = _multipart(content_type, raw)
-                fake.requests.append(request)
-                answer = fake.script.pop(0) if fake.script else None
-                if answer == HANG:
-                    fake._stop.wait(10)
-                    return
-                status, headers, body = answer if answer else fake.handle(request)
-                if isinstance(body, dict | list):
-                    body = json.dumps(body).encode()
-                    headers = {"Content-Type": "application/json", **headers}
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        return Handler
 
 
 def _size(size: str) -> tuple[int, int]:

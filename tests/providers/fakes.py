@@ -1,10 +1,15 @@
-"""Fake fal.ai and Replicate servers for the adapter tests: real HTTP servers on 127.0.0.1, in a thread.
+"""Local fakes of upstream providers for the adapter tests: real HTTP servers on 127.0.0.1, in a thread.
 
-Each speaks its provider's protocol as the provider documents it (see each class), records every request it gets
-(method, path, query, headers, body) so a test can check what our adapter sent, checks the credentials, plays the
-documented status flow, and serves the output files it names under /files/. A test can make it misbehave:
-`script(method, *answers)` answers the next requests of that method with canned (status, headers, body), and
-`delays[method]` holds every answer of that method for that many seconds (past the client's timeout).
+`HTTPFake` is the plumbing they share: it records every request it gets (`requests`, filtered by `seen`), hands it
+to the fake's `respond`, and sends the answer back. `FakeServer` (fal.ai, Replicate below) and `FakeAPI` (OpenAI,
+ComfyUI in their own modules) add the two ways a test makes a fake misbehave; each fake then only speaks its
+provider's protocol.
+
+The fal.ai and Replicate fakes speak their provider's protocol as the provider documents it (see each class), check
+the credentials, play the documented status flow, and serve the output files they name under /files/. A test can
+make one misbehave: `script(method, *answers)` answers the next requests of that method with canned (status,
+headers, body), and `delays[method]` holds every answer of that method for that many seconds (past the client's
+timeout).
 """
 
 import io
@@ -17,9 +22,11 @@ import uuid
 import wave
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from PIL import Image
+
+HANG = "hang"  # what `respond` returns (and a `FakeAPI.script` entry) to never answer, until the server stops
 
 
 @dataclass
@@ -42,14 +49,16 @@ def answer(status: int, body, headers: dict | None = None) -> tuple[int, dict, b
     return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(body).encode()
 
 
-class FakeServer:
+class HTTPFake:
+    """A real HTTP server on 127.0.0.1, in a thread. A fake builds what it records of a request in `record` and
+    answers it in `respond`: (status, headers, body), a dict or list body sent as JSON, or HANG."""
+
+    protocol_version = "HTTP/1.0"
+
     def __init__(self):
-        self.requests: list[Seen] = []
-        self.scripted: dict[str, list[tuple[int, dict, bytes]]] = {}
-        self.delays: dict[str, float] = {}
-        self.files: dict[str, tuple[bytes, str]] = {}
-        self._release = threading.Event()
+        self.requests: list = []
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
@@ -57,64 +66,53 @@ class FakeServer:
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return self
 
-    def stop(self):
-        self._release.set()  # wakes the answers held by `delays`
+    def stop(self) -> None:
+        self._stopped.set()  # wakes the answers held back
         self.server.shutdown()
         self.server.server_close()
 
-    def script(self, method: str, *answers: tuple[int, dict, bytes]) -> None:
-        self.scripted.setdefault(method, []).extend(answers)
-
-    def serve_file(self, name: str, content: bytes, content_type: str) -> str:
-        self.files[name] = (content, content_type)
-        return f"{self.url}/files/{name}"
-
-    def seen(self, method: str | None = None, path: str | None = None) -> list[Seen]:
+    def seen(self, method: str | None = None, path: str | None = None) -> list:
         return [r for r in self.requests if (method is None or r.method == method) and (path is None or r.path == path)]
 
-    def handle(self, request: Seen) -> tuple[int, dict, bytes]:
-        raise NotImplementedError
+    def record(self, method: str, target: SplitResult, headers: dict, raw: bytes):
+        """What `requests` keeps of a request (headers with lower-cased names), and what `respond` gets."""
+        return Seen(method=method, path=target.path, query=parse_qs(target.query), headers=headers, raw=raw)
 
-    def _answer(self, request: Seen) -> tuple[int, dict, bytes]:
-        with self._lock:
-            canned = self.scripted.get(request.method)
-            if canned:
-                return canned.pop(0)
-            if request.method == "GET" and request.path.startswith("/files/"):
-                name = request.path.removeprefix("/files/")
-                if name not in self.files:
-                    return answer(404, {"detail": "Not found"})
-                content, content_type = self.files[name]
-                return 200, {"Content-Type": content_type}, content
-            return self.handle(request)
+    def respond(self, request) -> tuple[int, dict, bytes | dict | list] | str:
+        raise NotImplementedError
 
     def _handler_class(self):
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = fake.protocol_version
+
             def do_GET(self):
-                self._dispatch("GET")
+                self._dispatch()
 
             def do_POST(self):
-                self._dispatch("POST")
+                self._dispatch()
 
             def do_PUT(self):
-                self._dispatch("PUT")
+                self._dispatch()
 
-            def _dispatch(self, method):
+            def _dispatch(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                parts = urlsplit(self.path)
-                request = Seen(
-                    method=method,
-                    path=parts.path,
-                    query=parse_qs(parts.query),
-                    headers={name.lower(): value for name, value in self.headers.items()},
-                    raw=self.rfile.read(length) if length else b"",
+                request = fake.record(
+                    self.command,
+                    urlsplit(self.path),
+                    {name.lower(): value for name, value in self.headers.items()},
+                    self.rfile.read(length) if length else b"",
                 )
                 fake.requests.append(request)
-                if fake.delays.get(method):
-                    fake._release.wait(fake.delays[method])
-                status, headers, body = fake._answer(request)
+                reply = fake.respond(request)
+                if reply == HANG:
+                    fake._stopped.wait(10)
+                    return
+                status, headers, body = reply
+                if isinstance(body, dict | list):
+                    body = json.dumps(body).encode()
+                    headers = {"Content-Type": "application/json", **headers}
                 try:
                     self.send_response(status)
                     for name, value in headers.items():
@@ -129,6 +127,58 @@ class FakeServer:
                 pass
 
         return Handler
+
+
+class FakeAPI(HTTPFake):
+    """A fake whose next answers a test forces by filling `script` with (status, headers, body) or HANG entries;
+    the rest go to `handle`. It keeps connections alive (HTTP/1.1), as the servers it stands in for do."""
+
+    protocol_version = "HTTP/1.1"
+
+    def __init__(self):
+        super().__init__()
+        self.script: list = []
+
+    def handle(self, request) -> tuple[int, dict, bytes | dict | list]:
+        raise NotImplementedError
+
+    def respond(self, request):
+        return self.script.pop(0) if self.script else self.handle(request)
+
+
+class FakeServer(HTTPFake):
+    """The fal.ai and Replicate fakes: canned answers per method (`script`), `delays`, files served under /files/."""
+
+    def __init__(self):
+        super().__init__()
+        self.scripted: dict[str, list[tuple[int, dict, bytes]]] = {}
+        self.delays: dict[str, float] = {}
+        self.files: dict[str, tuple[bytes, str]] = {}
+
+    def script(self, method: str, *answers: tuple[int, dict, bytes]) -> None:
+        self.scripted.setdefault(method, []).extend(answers)
+
+    def serve_file(self, name: str, content: bytes, content_type: str) -> str:
+        self.files[name] = (content, content_type)
+        return f"{self.url}/files/{name}"
+
+    def handle(self, request: Seen) -> tuple[int, dict, bytes]:
+        raise NotImplementedError
+
+    def respond(self, request: Seen) -> tuple[int, dict, bytes]:
+        if self.delays.get(request.method):
+            self._stopped.wait(self.delays[request.method])
+        with self._lock:
+            canned = self.scripted.get(request.method)
+            if canned:
+                return canned.pop(0)
+            if request.method == "GET" and request.path.startswith("/files/"):
+                name = request.path.removeprefix("/files/")
+                if name not in self.files:
+                    return answer(404, {"detail": "Not found"})
+                content, content_type = self.files[name]
+                return 200, {"Content-Type": content_type}, content
+            return self.handle(request)
 
 
 class FakeFal(FakeServer):
