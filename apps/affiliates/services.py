@@ -311,35 +311,41 @@ def payout_approve(*, payout: Payout, by) -> bool:
 
 def payout_reject(*, payout: Payout, by, note: str = "") -> bool:
     """Rejecting returns the amount to available commission."""
-    with transaction.atomic():
-        if not _payout_transition(
-            payout, [Payout.Status.REQUESTED, Payout.Status.APPROVED], Payout.Status.REJECTED, by=by, note=note
-        ):
-            return False
-        _commission_move(
-            account_id=payout.affiliate_id,
-            source="requested",
-            target="available",
-            amount_micro=payout.amount_micro,
-            kind=CommissionEntry.Kind.PAYOUT_REJECTED,
-            key=f"aff:payout:{payout.pk}:reject",
-            reference=f"payout:{payout.pk}",
-            by=by,
-        )
-    return True
+    return _payout_close(
+        payout,
+        [Payout.Status.REQUESTED, Payout.Status.APPROVED],
+        Payout.Status.REJECTED,
+        bucket="available",
+        kind=CommissionEntry.Kind.PAYOUT_REJECTED,
+        by=by,
+        note=note,
+    )
 
 
 def payout_mark_paid(*, payout: Payout, by, note: str = "") -> bool:
+    return _payout_close(
+        payout,
+        [Payout.Status.APPROVED],
+        Payout.Status.PAID,
+        bucket="paid",
+        kind=CommissionEntry.Kind.PAYOUT_PAID,
+        by=by,
+        note=note,
+    )
+
+
+def _payout_close(payout: Payout, sources: list[str], target: str, *, bucket: str, kind: str, by, note: str) -> bool:
+    """Ends a payout: its amount leaves `requested` for `bucket`, once. True if this call ended it."""
     with transaction.atomic():
-        if not _payout_transition(payout, [Payout.Status.APPROVED], Payout.Status.PAID, by=by, note=note):
+        if not _payout_transition(payout, sources, target, by=by, note=note):
             return False
         _commission_move(
             account_id=payout.affiliate_id,
             source="requested",
-            target="paid",
+            target=bucket,
             amount_micro=payout.amount_micro,
-            kind=CommissionEntry.Kind.PAYOUT_PAID,
-            key=f"aff:payout:{payout.pk}:paid",
+            kind=kind,
+            key=f"aff:payout:{payout.pk}:{target}",
             reference=f"payout:{payout.pk}",
             by=by,
         )
