@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import markdown
-import nh3
 from django.conf import settings
+
+from kiwiwhale.lib.safe_html import markdown_render
 
 DOCS_DIR = Path(settings.BASE_DIR) / "docs"
 EXAMPLE_BASE_URL = "http://127.0.0.1:8000"
@@ -29,15 +29,6 @@ PAGES = {
 }
 PUBLISHED = ("agents", "auth", "billing", "models")
 
-_ALLOWED_TAGS = nh3.ALLOWED_TAGS | {"pre", "code", "table", "thead", "tbody", "tr", "th", "td", "hr"}
-_ALLOWED_ATTRIBUTES = {
-    **{tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()},
-    **{h: {"id"} for h in ("h1", "h2", "h3", "h4", "h5", "h6")},
-    "code": {"class"},
-    "th": {"align", "style"},
-    "td": {"align", "style"},
-    "a": {"href", "title"},
-}
 _MD_LINK = re.compile(r"\[([^\]]*)\]\(([a-z][a-z0-9_-]*)\.md(#[^)\s]*)?\)")
 
 
@@ -70,9 +61,7 @@ def doc_render(slug: str, *, base_url: str) -> DocPage:
 def _render_cached(path: str, mtime: int, base_url: str) -> tuple[str, str]:
     source = Path(path).read_text(encoding="utf-8").replace(EXAMPLE_BASE_URL, base_url)
     source = _MD_LINK.sub(_link_to_page, source)
-    md = markdown.Markdown(extensions=["fenced_code", "tables", "toc", "sane_lists"])
-    html = md.convert(source)
-    return _clean(html), _clean(md.toc)
+    return markdown_render(source)
 
 
 def _link_to_page(match: re.Match) -> str:
@@ -82,10 +71,6 @@ def _link_to_page(match: re.Match) -> str:
     if text in (f"{slug}.md", f"docs/{slug}.md"):
         text = PAGES[slug][0]
     return f"[{text}](/docs/{slug}.php{anchor})"
-
-
-def _clean(html: str) -> str:
-    return nh3.clean(html, tags=_ALLOWED_TAGS, attributes=_ALLOWED_ATTRIBUTES, url_schemes={"http", "https", "mailto"})
 
 
 def doc_menu() -> list[tuple[str, str]]:
