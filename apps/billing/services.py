@@ -38,6 +38,7 @@ from apps.billing.models import (
 )
 from kiwiwhale.lib.ratelimit import rate_limit_hit
 from kiwiwhale.lib.safe_fetch import address_is_public
+from kiwiwhale.lib.tasks import task_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -223,11 +224,8 @@ def _after_debit(entry: LedgerEntry) -> None:
 def _enqueue(task_name: str, wallet_id: int) -> None:
     from apps.billing import tasks
 
-    try:
-        getattr(tasks, task_name).delay(wallet_id)
-    except Exception:
-        # The hold is committed; the next debit (or the reconciler, for auto top-up) looks again.
-        logger.exception("Could not enqueue %s for wallet %s", task_name, wallet_id)
+    # If the broker is down, the next debit (or the reconciler, for auto top-up) looks again.
+    task_enqueue(getattr(tasks, task_name), wallet_id)
 
 
 def hold_settle(*, hold: Hold, charged_micro: int | None = None, reference: str = "") -> bool:

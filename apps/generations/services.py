@@ -19,6 +19,7 @@ from apps.generations.providers import (
     provider_for,
     provider_keys_available,
 )
+from kiwiwhale.lib.tasks import task_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +62,7 @@ def job_create(*, user, model: AIModel, input: dict, api_key=None, webhook_url: 
 def job_enqueue(*, job_id: str) -> None:
     from apps.generations.tasks import job_run as job_run_task
 
-    try:
-        job_run_task.delay(job_id)
-    except Exception:
-        # The job is committed; jobs_requeue_lost finds it and enqueues it again once the broker is back.
-        logger.exception("Could not enqueue job %s", job_id)
+    task_enqueue(job_run_task, job_id)  # if the broker is down, jobs_requeue_lost enqueues it again
 
 
 def job_run(*, job_id: str) -> None:
@@ -166,10 +163,7 @@ def _job_wait(job: Job, route: ModelRoute, pending: Pending) -> None:
 def job_poll_enqueue(*, job_id: str, delay: float = 0) -> None:
     from apps.generations.tasks import job_poll as job_poll_task
 
-    try:
-        job_poll_task.apply_async((job_id,), countdown=delay)
-    except Exception:
-        logger.exception("Could not enqueue the poll of job %s", job_id)  # the sweeper enqueues it again
+    task_enqueue(job_poll_task, job_id, countdown=delay)  # if lost, jobs_requeue_lost polls it again
 
 
 def _job_complete(*, job: Job, result: RunResult, provider: str) -> None:
