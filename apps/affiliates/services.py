@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
-from django.db.models import Count, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from apps.affiliates.models import (
@@ -382,14 +382,12 @@ class AffiliateSummary:
 def affiliate_summary(*, user) -> AffiliateSummary:
     code = referral_code_get(user=user)
     account = affiliate_account_get(user=user)
-    referrals = Attribution.objects.filter(referrer=user).aggregate(
-        signups=Count("pk"),
-    )
+    signups = Attribution.objects.filter(referrer=user).count()
     paying = Commission.objects.filter(affiliate=account).values("referred").distinct().count()
     return AffiliateSummary(
         code=code.code,
         clicks=code.clicks,
-        signups=referrals["signups"],
+        signups=signups,
         paying_referrals=paying,
         pending_micro=account.pending_micro,
         available_micro=account.available_micro,

@@ -190,7 +190,7 @@ class JobApi(APIView):
             if job is None:
                 raise ApiError(404, "not_found", f"No job {job_id!r} on this account.")
             data = self.OutputSerializer(job, context={"request": request}).data
-            return Response({"success": True, **data})
+            return Response(data)  # `success` comes from the serializer
         jobs = Job.objects.for_user(request.user).visible().with_outputs()
         status_filter = request.query_params.get("status")
         if status_filter:
@@ -225,4 +225,4 @@ class JobCancelApi(APIView):
             job.refresh_from_db()
             raise ApiError(409, "job_not_cancelable", f"The job is {job.status}; only queued jobs can be canceled.")
         job = Job.objects.with_outputs().get(pk=job.pk)
-        return Response({"success": True, **JobApi.OutputSerializer(job, context={"request": request}).data})
+        return Response(JobApi.OutputSerializer(job, context={"request": request}).data)
