@@ -9,6 +9,7 @@ from playwright.sync_api import expect
 
 from apps.accounts.models import ApiKey, User
 from apps.generations.models import Job
+from apps.showroom.models import Publication
 from tests.browser.conftest import PHONE, screenshot
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
@@ -100,16 +101,26 @@ def test_it_takes_a_newcomer_from_sign_up_to_a_published_remixable_image(
     page.get_by_role("button", name="Publish").click()
     expect(status).to_contain_text("Published")
 
-    # An anonymous visitor sees it in the showroom and remixes it: the playground opens prefilled.
+    # Published with the form as it came (the prompt box unchecked): the prompt stays private.
+    assert not Publication.objects.get(job=job).show_prompt
+
+    # An anonymous visitor sees it in the showroom and remixes it: the playground opens with the settings only,
+    # and the prompt appears nowhere: not in any page's HTML, nor in the remix API's answer.
     visitor = new_context().new_page()
     visitor.goto("/showroom.php")
     expect(visitor.get_by_text("Kiwi surf").first).to_be_visible()
+    assert PROMPT not in visitor.content()
     screenshot(visitor, "05-showroom-anonymous")
     visitor.get_by_text("Kiwi surf").first.click()
+    expect(visitor.get_by_role("link", name="Remix").first).to_be_visible()
+    assert PROMPT not in visitor.content()
+    remix_api = visitor.request.get(f"/api/v1/showroom_remix.php?id={Publication.objects.get(job=job).pk}")
+    assert remix_api.ok and PROMPT not in remix_api.text() and "prompt" not in remix_api.json()["input"]
     visitor.get_by_role("link", name="Remix").first.click()
     expect(visitor).to_have_url(re.compile(r"/model-playground\.php\?.*remix="))
-    expect(visitor.get_by_role("textbox", name="Prompt", exact=True)).to_have_value(PROMPT)
     expect(visitor.get_by_label("Width")).to_have_value("480")
+    expect(visitor.get_by_role("textbox", name="Prompt", exact=True)).to_have_value("")
+    assert PROMPT not in visitor.content()
     expect(visitor.locator("[data-remix-status]")).to_be_visible()
     expect(visitor.get_by_role("link", name="Log in to generate")).to_be_visible()
     screenshot(visitor, "06-remix-prefilled")

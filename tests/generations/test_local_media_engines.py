@@ -299,6 +299,8 @@ def test_text_to_video_is_animated_and_the_same_for_the_same_prompt_and_seed():
     assert difference(pictures[0], frames(_only(again).content)[0]) < 0.5
     assert difference(pictures[0], frames(_only(other).content)[0]) > 5
     assert first.usage["seed"] == 9
+    private = video.text_to_video({"prompt": "hunter", "width": 96, "height": 64, "duration": 1, "fps": 8, "seed": 9})
+    assert difference(pictures[0], frames(_only(private).content)[0]) < 0.5  # the words themselves never show
 
 
 def test_text_to_video_picks_and_records_a_seed_and_rounds_odd_sizes():
@@ -392,15 +394,22 @@ def test_echo_chat_describes_the_message_and_says_what_it_is():
     assert (output.type, output.content_type) == ("text", "text/plain")
     assert "not an AI model" in output.text
     assert "16 words in 3 sentences" in output.text
-    assert "Key words: whales" in output.text
+    assert "largest" not in output.text and "Zealand" not in output.text
     assert "system prompt" in output.text
     assert output.text == _only(text.echo_chat({"prompt": prompt, "system": "Be brief."})).text
 
 
 def test_echo_chat_does_not_pretend_to_answer():
     output = _only(text.echo_chat({"prompt": "What is the capital of France?"}))
-    assert "You said: “What is the capital of France?”" in output.text
+    assert "France" not in output.text
     assert "pick a chat model" in output.text
+
+
+def test_echo_chat_never_repeats_the_prompt_words():
+    # A published reply must not reveal a private prompt: two prompts of the same shape get the same reply.
+    first = _only(text.echo_chat({"prompt": "My secret password is hunter2."})).text
+    second = _only(text.echo_chat({"prompt": "My secret passcode is tulip77."})).text
+    assert first == second and "hunter2" not in first
 
 
 def test_text_summary_keeps_the_most_central_sentences_in_order():

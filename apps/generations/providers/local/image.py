@@ -1,15 +1,16 @@
 """A procedural text-to-image engine: a real PNG of the asked size, the same picture for the same prompt and seed.
 
-It draws shapes and colours derived from the prompt; it is not an AI model, and the catalog says so.
+It draws shapes and colours derived from the seed and the prompt's length; it is not an AI model, and the catalog
+says so. It never draws the prompt and its pixels never depend on the prompt's words: a prompt kept private on a
+published picture cannot be read off it, nor confirmed by re-rendering a guess.
 """
 
 import hashlib
 import io
 import random
 import secrets
-import textwrap
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from apps.generations.providers import OutputData, RunResult
 
@@ -26,7 +27,7 @@ def run(input: dict) -> RunResult:
 
 
 def _render(prompt: str, width: int, height: int, seed: int) -> OutputData:
-    digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
+    digest = composition_digest(prompt, seed)
     rng = random.Random(digest)
     start, end = _colour(rng), _colour(rng)
     gradient = _gradient(rng.uniform(0, 360)).resize((width, height))
@@ -47,22 +48,6 @@ def _render(prompt: str, width: int, height: int, seed: int) -> OutputData:
         else:
             draw.polygon([(x, y - r), (x + r, y + r), (x - r, y + r)], fill=fill)
     image = Image.alpha_composite(image, layer)
-
-    caption = textwrap.shorten(prompt, width=120, placeholder="…")
-    font = ImageFont.load_default(size=max(10, unit // 24))
-    lines = textwrap.wrap(caption, width=max(10, int(width / (font.size * 0.6))))[:3]
-    if lines:
-        text = "\n".join(lines)
-        # Drawn on its own layer and composited: ImageDraw on the picture itself would replace its pixels
-        # with the translucent colour rather than blend, and the band would come out solid black.
-        band = Image.new("RGBA", image.size, (0, 0, 0, 0))
-        draw = ImageDraw.Draw(band)
-        box = draw.multiline_textbbox((0, 0), text, font=font)
-        margin = max(4, unit // 40)
-        top = height - (box[3] - box[1]) - 2 * margin
-        draw.rectangle((0, top - margin, width, height), fill=(0, 0, 0, 110))
-        draw.multiline_text((margin, top), text, font=font, fill=(255, 255, 255, 235))
-        image = Image.alpha_composite(image, band)
 
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="PNG", optimize=False)
@@ -88,3 +73,8 @@ def _gradient(angle: float) -> Image.Image:
 
 def _colour(rng: random.Random) -> tuple[int, int, int]:
     return rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255)
+
+
+def composition_digest(prompt: str, seed: int) -> bytes:
+    """The randomness of a composition: the seed and how many words the prompt has, never which words."""
+    return hashlib.sha256(f"{seed}\x00{len(prompt.split())}".encode()).digest()

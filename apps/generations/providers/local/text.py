@@ -1,7 +1,8 @@
 """Offline text engines: deterministic, rule-based, and not language models.
 
-- `local/echo-chat` (chat): answers every prompt the same way, by describing it: word and sentence counts, key
-  words, and its most central sentences (extractive summary). It never makes anything up and says what it is.
+- `local/echo-chat` (chat): answers every prompt the same way, by describing its shape: word, sentence and
+  character counts. It never repeats the prompt's words (a published reply must not reveal a private prompt),
+  never makes anything up and says what it is.
 - `local/text-summary` (text-to-text): an extractive summary: the highest-scoring sentences of the text, in their
   original order, scored by the frequency of their content words (the classic Luhn method).
 """
@@ -75,18 +76,11 @@ def echo_chat(input: dict) -> RunResult:
     stats = statistics(prompt)
     lines = [
         "I am KiwiWhale's local echo engine, not an AI model: I cannot answer questions or follow instructions, "
-        "but I can describe what you wrote.",
+        "but I can describe the shape of what you wrote.",
         "",
         f"Your message has {stats['words']} words in {stats['sentences']} sentence"
         f"{'s' if stats['sentences'] != 1 else ''} ({stats['characters']} characters).",
     ]
-    found = keywords(prompt)
-    if found:
-        lines.append("Key words: " + ", ".join(found) + ".")
-    if stats["sentences"] > 1:
-        lines += ["", "In short:", *("- " + s for s in summarize(prompt, 2))]
-    else:
-        lines += ["", f"You said: “{prompt.strip()}”"]
     if input.get("system"):
         lines += ["", f"(Your system prompt of {len(words(input['system']))} words was received; a rule-based "
                   "engine does not follow it.)"]  # fmt: skip

@@ -1,26 +1,25 @@
 """Offline video engines: real H.264 MP4s (yuv420p, plays in every browser) drawn frame by frame with Pillow.
 
-- `local/text-to-video`: an animated abstract composition derived from the prompt and seed (moving shapes on a
-  turning gradient, the prompt as a caption). The same prompt and seed give the same video. Not an AI model.
+- `local/text-to-video`: an animated abstract composition derived from the seed and the prompt's length (moving
+  shapes on a turning gradient; the prompt is never drawn). The same prompt and seed give the same video. Not an
+  AI model.
 - `local/image-to-video`: a Ken Burns move (slow zoom or pan) over `image_url`. Not an AI model either.
 
 The frames are streamed to ffmpeg as raw RGB; the output's size and duration are measured from the file.
 """
 
-import hashlib
 import io
 import math
 import random
 import secrets
-import textwrap
 from collections.abc import Iterator
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from apps.generations.media import media_load
 from apps.generations.providers import RunResult
 from apps.generations.providers.local.ffmpeg import even, ffmpeg_from_frames, video_output, workdir
-from apps.generations.providers.local.image import _colour, _gradient
+from apps.generations.providers.local.image import _colour, _gradient, composition_digest
 
 MAX_SIDE = 1280
 
@@ -68,11 +67,10 @@ class _Shape:
 
 
 def _animation(prompt: str, width: int, height: int, seed: int, count: int) -> Iterator[bytes]:
-    rng = random.Random(hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest())
+    rng = random.Random(composition_digest(prompt, seed))
     start, end = _colour(rng), _colour(rng)
     angle, turn = rng.uniform(0, 360), rng.choice((-1, 1)) * rng.uniform(30, 120)
     shapes = [_Shape(rng, width, height) for _ in range(6 + len(prompt.split()) % 10)]
-    caption = _caption(prompt, width, height)
     for index in range(count):
         t = index / count
         gradient = ImageOps.colorize(_gradient((angle + turn * t) % 360), start, end)
@@ -82,27 +80,7 @@ def _animation(prompt: str, width: int, height: int, seed: int, count: int) -> I
         for shape in shapes:
             shape.draw(draw, t)
         frame = Image.alpha_composite(frame, layer)
-        if caption is not None:
-            frame = Image.alpha_composite(frame, caption)
         yield frame.convert("RGB").tobytes()
-
-
-def _caption(prompt: str, width: int, height: int) -> Image.Image | None:
-    unit = max(8, min(width, height))
-    font = ImageFont.load_default(size=max(10, unit // 20))
-    caption = textwrap.shorten(prompt, width=120, placeholder="…")
-    lines = textwrap.wrap(caption, width=max(10, int(width / (font.size * 0.6))))[:2]
-    if not lines:
-        return None
-    band = Image.new("RGBA", (width, height), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(band)
-    text = "\n".join(lines)
-    box = draw.multiline_textbbox((0, 0), text, font=font)
-    margin = max(4, unit // 40)
-    top = height - (box[3] - box[1]) - 2 * margin
-    draw.rectangle((0, top - margin, width, height), fill=(0, 0, 0, 110))
-    draw.multiline_text((margin, top), text, font=font, fill=(255, 255, 255, 235))
-    return band
 
 
 # --- local/image-to-video -------------------------------------------------------------------------------
