@@ -1,4 +1,5 @@
-# KiwiWhale image: the web app (gunicorn), the Celery worker and beat all run from it (see docker-compose.yml).
+# KiwiWhale image: the web app (uvicorn, ASGI), the Celery worker and beat all run from it (docker-compose.yml).
+# Each runs the same script as `make run` and the production-shape test: scripts/web, scripts/worker, scripts/beat.
 FROM python:3.11-slim
 
 # PYTHONPATH: run from the source tree in /app (templates, static files and catalog.json live there), not from
@@ -17,6 +18,7 @@ COPY kiwiwhale ./kiwiwhale
 COPY apps ./apps
 COPY templates ./templates
 COPY static ./static
+COPY scripts ./scripts
 
 # Extra packages, e.g. --build-arg EXTRA_PACKAGES="django-storages[s3]" for S3 storage.
 ARG EXTRA_PACKAGES=""
@@ -30,4 +32,5 @@ RUN useradd --create-home --uid 1000 kiwiwhale \
 USER kiwiwhale
 
 EXPOSE 8000
-CMD ["gunicorn", "kiwiwhale.wsgi", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]
+ENV HOST=0.0.0.0 PORT=8000
+CMD ["scripts/web"]

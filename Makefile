@@ -1,4 +1,6 @@
-# make run  — install, migrate, seed, serve the site + API and run the worker (embedded defaults).
+# make run  — install, migrate, seed, then serve the site + API (uvicorn, DEBUG off) with a worker and beat,
+#             supervised, on embedded defaults (SQLite in WAL mode, local files, a broker in files under var/).
+# make dev  — the same with DEBUG on and Django's auto-reloading development server, for working on the code.
 # make test — install and run the whole suite (PostgreSQL and Redis on 127.0.0.1 unless told otherwise).
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/kiwiwhale)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/11)
 
-.PHONY: install run worker migrate test lint fmt clean
+.PHONY: install run dev worker migrate secret-key test lint fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,16 +22,33 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-migrate: install
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_catalog
+# A SECRET_KEY generated once and kept under var/ (the environment's SECRET_KEY wins when set).
+secret-key:
+	@mkdir -p var
+	@test -n "$$SECRET_KEY" || test -s var/secret_key || \
+		(umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > var/secret_key)
 
+migrate: install secret-key
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_catalog
+
+# Production-grade on embedded defaults: DEBUG off, plain http on the loopback, static files by whitenoise.
 run: migrate
-	PORT=$(PORT) DEBUG=$${DEBUG:-1} scripts/run.sh
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	@echo "KiwiWhale: http://127.0.0.1:$(PORT)/  (API: /api/v1/, admin: /admin/)  — Ctrl-C stops everything."
+	PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) SERVE_PLAIN_HTTP=1 \
+		$(BIN)/python scripts/supervise.py web=scripts/web worker=scripts/worker beat=scripts/beat
+
+# A developer's server: DEBUG on, auto-reload on code changes, the same worker and beat.
+dev: install
+	DEBUG=1 $(BIN)/python manage.py migrate --noinput
+	DEBUG=1 $(BIN)/python manage.py seed_catalog
+	PATH="$(CURDIR)/$(BIN):$$PATH" DEBUG=1 $(BIN)/python scripts/supervise.py \
+		"web=$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)" worker=scripts/worker beat=scripts/beat
 
 # Scale-out: one more worker process against the configured broker (set REDIS_URL / DATABASE_URL).
 worker: install
-	$(BIN)/celery -A kiwiwhale worker --loglevel=info
+	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/worker
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,8 +1,9 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
-from django.views.static import serve
 from drf_spectacular.views import SpectacularJSONAPIView
+
+from kiwiwhale.lib.media_serve import media_serve
 
 urlpatterns = [
     path("", include("apps.site.urls")),
@@ -21,6 +22,9 @@ urlpatterns = [
 if settings.SERVE_MEDIA:
     # Local media: output paths hold a random folder name, so a URL is its own access token.
     media_prefix = settings.MEDIA_URL.lstrip("/")
-    urlpatterns.append(re_path(rf"^{media_prefix}(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}))
+    urlpatterns.append(
+        re_path(rf"^{media_prefix}(?P<path>.*)$", media_serve, {"document_root": settings.MEDIA_ROOT})
+    )
 
 handler404 = "apps.site.views.not_found"
+handler500 = "apps.site.views.server_error"

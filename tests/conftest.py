@@ -137,16 +137,7 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     """A real `celery worker` process on the real broker, using the test database and media folder."""
     from kiwiwhale.celery import app
 
-    db = settings.DATABASES["default"]
-    if db["ENGINE"] != "django.db.backends.postgresql":
-        pytest.fail("Worker tests need PostgreSQL: set DATABASE_URL (make test does).")
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
-        "DB_CONN_MAX_AGE": "0",
-    }
+    env = service_env()
     (ROOT / "var").mkdir(exist_ok=True)
     log = open(ROOT / "var" / "test-worker.log", "w")  # noqa: SIM115 - closed at teardown
     worker = subprocess.Popen(
@@ -185,6 +176,70 @@ def celery_worker_process(django_db_setup, django_db_blocker):
         worker.wait(timeout=20)
     except subprocess.TimeoutExpired:
         worker.kill()
+    log.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_env(**extra) -> dict:
+    """The environment of a server or worker process that uses this run's test database, media and queue."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        pytest.fail("Tests with server processes need PostgreSQL: set DATABASE_URL (make test does).")
+    return {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+        "DB_CONN_MAX_AGE": "0",
+        "SERVE_PLAIN_HTTP": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        **extra,
+    }
+
+
+def wait_for_http(url: str, process: subprocess.Popen, log_name: str, timeout: float = 60.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"The server exited; see {log_name}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.terminate()
+    pytest.fail(f"The server did not answer at {url} within {timeout} s; see {log_name}")
+
+
+@pytest.fixture(scope="session")
+def web_server(django_db_setup, django_db_blocker):
+    """The real web server (`scripts/web`: uvicorn, ASGI, DEBUG off) on a free port, on the test database.
+
+    Tests that use it write with `transactional_db` so that the server process sees their rows. Yields the
+    base URL, e.g. `http://127.0.0.1:40123`.
+    """
+    port = _free_port()
+    (ROOT / "var").mkdir(exist_ok=True)
+    log = open(ROOT / "var" / "test-web.log", "w")  # noqa: SIM115 - closed at teardown
+    env = service_env(PORT=str(port), HOST="127.0.0.1", WEB_CONCURRENCY="2", DEBUG="0")
+    server = subprocess.Popen([str(ROOT / "scripts" / "web")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{base}/healthz", server, log.name)
+    yield base
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
     log.close()
 
 

@@ -5,8 +5,9 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseServerError, JsonResponse
 from django.shortcuts import redirect, render
+from django.template import loader
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -345,3 +346,13 @@ def not_found(request, exception=None):
             {"success": False, "error": "not_found", "message": f"No endpoint at {request.path}."}, status=404
         )
     return render(request, "404.html", status=404)
+
+
+def server_error(request):
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {"success": False, "error": "internal_error", "message": "The server could not finish this request."},
+            status=500,
+        )
+    # No request context: the failure may be the database that the context processors read.
+    return HttpResponseServerError(loader.get_template("500.html").render())
