@@ -22,9 +22,7 @@ urlpatterns = [
 if settings.SERVE_MEDIA:
     # Local media: output paths hold a random folder name, so a URL is its own access token.
     media_prefix = settings.MEDIA_URL.lstrip("/")
-    urlpatterns.append(
-        re_path(rf"^{media_prefix}(?P<path>.*)$", media_serve, {"document_root": settings.MEDIA_ROOT})
-    )
+    urlpatterns.append(re_path(rf"^{media_prefix}(?P<path>.*)$", media_serve, {"document_root": settings.MEDIA_ROOT}))
 
 handler404 = "apps.site.views.not_found"
 handler500 = "apps.site.views.server_error"

@@ -8,6 +8,7 @@ Each child runs in its own process group, so a Ctrl-C in the terminal reaches on
 stops the children in order instead of all of them dying at once mid-write.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -37,10 +38,8 @@ class Child:
 
     def signal(self, signum: int) -> None:
         if self.process and self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signum)
-            except ProcessLookupError:
-                pass
 
 
 def log(message: str) -> None:

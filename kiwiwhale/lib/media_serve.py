@@ -42,7 +42,7 @@ class _RangeFile:
         self._file.close()
 
 
-def byte_range(header: str, size: int) -> tuple[int, int] | None | bool:
+def byte_range(header: str, size: int) -> tuple[int, int] | bool | None:
     """(start, end inclusive) for one satisfiable range; None for no usable header; False when unsatisfiable."""
     match = _RANGE.match(header.strip()) if header else None
     if not match or not (match[1] or match[2]):

@@ -50,9 +50,7 @@ def test_it_takes_64_simultaneous_submits_on_a_wallet_funded_for_10_without_a_co
     with concurrent.futures.ThreadPoolExecutor(128) as pool:
         polls = collections.Counter(
             pool.map(
-                lambda _: _call(
-                    "GET", f"{web_server}/api/v1/jobs.php", params={"job_id": job.pk}, headers=headers
-                ),
+                lambda _: _call("GET", f"{web_server}/api/v1/jobs.php", params={"job_id": job.pk}, headers=headers),
                 range(128),
             )
         )
