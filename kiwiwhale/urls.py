@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularJSONAPIView
 from kiwiwhale.lib.media_serve import media_serve
 
 urlpatterns = [
+    path("", include("apps.ops.urls")),
     path("", include("apps.site.urls")),
     path("", include("apps.affiliates.urls")),
     path("", include("apps.accounts.urls")),

@@ -28,5 +28,4 @@ urlpatterns = [
     path("api-explorer.php", SpectacularSwaggerView.as_view(url_name="openapi"), name="api_explorer"),
     path("llms.txt", views.llms_txt, name="llms_txt"),
     path(".well-known/agent.json", views.agent_json, name="agent_json"),
-    path("healthz", views.healthz, name="healthz"),
 ]
