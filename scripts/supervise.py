@@ -10,6 +10,7 @@ stops the children in order instead of all of them dying at once mid-write.
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -50,7 +51,7 @@ def main(argv: list[str]) -> int:
     children = []
     for spec in argv:
         name, _, command = spec.partition("=")
-        children.append(Child(name=name, command=command.split()))
+        children.append(Child(name=name, command=shlex.split(command)))
     if not children:
         print(__doc__)
         return 2
