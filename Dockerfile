@@ -20,7 +20,7 @@ COPY templates ./templates
 COPY static ./static
 COPY scripts ./scripts
 
-# Extra packages, e.g. --build-arg EXTRA_PACKAGES="django-storages[s3]" for S3 storage.
+# Extra packages, if you need any beyond the project's own (S3 storage is built in).
 ARG EXTRA_PACKAGES=""
 RUN pip install . ${EXTRA_PACKAGES} \
     && rm -rf build ./*.egg-info
