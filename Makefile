@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/kiwiwhale)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/11)
 
-.PHONY: install run dev worker migrate secret-key test lint fmt clean
+.PHONY: install run dev worker migrate secret-key bench test lint fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ dev: install
 # Scale-out: one more worker process against the configured broker (set REDIS_URL / DATABASE_URL).
 worker: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/worker
+
+# KiwiWhale against a bare Django floor on the same server and database (PostgreSQL and Redis on 127.0.0.1, or
+# BENCH_DATABASE_URL / BENCH_REDIS_URL); writes docs/performance.md. Add BENCH_ARGS="--million" for P5.
+bench: install
+	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+	$(BIN)/python bench/run.py --write $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
