@@ -1,6 +1,7 @@
 import secrets
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -41,19 +42,57 @@ def api_key_create(*, user: User, name: str = "default") -> tuple[ApiKey, str]:
 
 def api_key_revoke(*, key: ApiKey) -> None:
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    api_key_cache_forget(key_hashes=[key.key_hash])
+
+
+# Key auth is on every API request. With a shared cache (Redis), a valid key and its user are kept there for
+# API_KEY_TOUCH_SECONDS, so most requests skip the database. Forgetting is immediate and race-free: a revoke (or
+# any change of the key or its user) writes a tombstone, and entries are only ever *added* (`cache.add`), so a
+# request that read the key just before the revoke cannot put it back.
+_TOMBSTONE = "revoked"
+
+
+def _key_cache_name(key_hash: str) -> str:
+    return f"apikey:{key_hash}"
+
+
+def _key_cache_on() -> bool:
+    return bool(settings.REDIS_URL)  # a per-process cache could not be told about a revoke in another process
+
+
+def api_key_cache_forget(*, key_hashes=(), user_id: int | None = None) -> None:
+    """Makes every web process stop trusting these keys (and, with user_id, all of that user's keys) at once."""
+    if not _key_cache_on():
+        return
+    hashes = list(key_hashes)
+    if user_id is not None:
+        hashes += ApiKey.objects.filter(user_id=user_id).values_list("key_hash", flat=True)
+    if hashes:
+        names = {_key_cache_name(h): _TOMBSTONE for h in hashes}
+        cache.set_many(names, timeout=settings.API_KEY_TOUCH_SECONDS)
+        # Again after commit: a revoke inside a transaction must not be undone by a read of the old row.
+        transaction.on_commit(lambda: cache.set_many(names, timeout=settings.API_KEY_TOUCH_SECONDS))
 
 
 def api_key_authenticate(raw_key: str) -> ApiKey | None:
-    """One indexed lookup; last_used_at is written at most once per API_KEY_TOUCH_SECONDS per key."""
+    """One cache read, or one indexed lookup; last_used_at is written at most once per API_KEY_TOUCH_SECONDS."""
     if not raw_key.startswith(API_KEY_PREFIX):
         return None
-    key = ApiKey.objects.select_related("user").filter(key_hash=api_key_hash(raw_key), revoked_at__isnull=True).first()
+    key_hash = api_key_hash(raw_key)
+    name = _key_cache_name(key_hash)
+    if _key_cache_on():
+        cached = cache.get(name)
+        if isinstance(cached, ApiKey):
+            return cached
+    key = ApiKey.objects.select_related("user").filter(key_hash=key_hash, revoked_at__isnull=True).first()
     if key is None or not key.user.is_active:
         return None
     now = timezone.now()
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() > settings.API_KEY_TOUCH_SECONDS:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
+    if _key_cache_on():
+        cache.add(name, key, timeout=settings.API_KEY_TOUCH_SECONDS)  # never over a tombstone
     return key
 
 
@@ -89,6 +128,7 @@ def account_deactivate(*, user: User) -> None:
     """
     User.objects.filter(pk=user.pk).update(is_active=False)
     ApiKey.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    api_key_cache_forget(user_id=user.pk)
     user.is_active = False
 
 

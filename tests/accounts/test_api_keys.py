@@ -26,17 +26,52 @@ def test_it_gives_each_key_its_own_random_value(alice):
     assert alice.api_keys.count() == 20
 
 
-def test_it_authenticates_a_bearer_key_in_one_query(alice):
+def test_it_authenticates_a_bearer_key_in_one_query_then_from_the_shared_cache(alice):
     _, raw = api_key_create(user=alice)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    client.get("/api/v1/credits.php")  # first use writes last_used_at
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api/v1/credits.php").status_code == 200  # first use writes last_used_at
+    key_queries = [q for q in queries.captured_queries if "accounts_apikey" in q["sql"]]
+    assert len(key_queries) == 2, key_queries  # the key with its user in one query, and the touch
     with CaptureQueriesContext(connection) as queries:
         response = client.get("/api/v1/credits.php")
     assert response.status_code == 200
-    key_queries = [q for q in queries.captured_queries if "accounts_apikey" in q["sql"]]
-    assert len(key_queries) == 1, key_queries
-    assert len(queries) == 2  # the key (with its user) and the wallet
+    assert len(queries) == 1  # the wallet only: the key and its user came from Redis
+
+
+def test_a_revoked_key_is_refused_at_once_though_it_was_cached(alice):
+    key, raw = api_key_create(user=alice)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert client.get("/api/v1/credits.php").status_code == 200  # now cached
+    from apps.accounts.services import api_key_revoke
+
+    api_key_revoke(key=key)
+    assert client.get("/api/v1/credits.php").status_code == 401
+
+
+def test_a_deactivated_user_is_refused_at_once_though_their_key_was_cached(alice):
+    _, raw = api_key_create(user=alice)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert client.get("/api/v1/credits.php").status_code == 200
+    alice.is_active = False
+    alice.save()  # as the admin does
+    assert client.get("/api/v1/credits.php").status_code == 401
+
+
+def test_a_read_from_before_a_revoke_cannot_put_the_key_back_in_the_cache(alice):
+    from django.core.cache import cache
+
+    from apps.accounts.services import _key_cache_name, api_key_authenticate, api_key_cache_forget
+
+    key, raw = api_key_create(user=alice)
+    stale = ApiKey.objects.select_related("user").get(pk=key.pk)  # a request read the key…
+    api_key_cache_forget(key_hashes=[key.key_hash])  # …then it was revoked…
+    ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
+    cache.add(_key_cache_name(key.key_hash), stale, timeout=60)  # …and the request tries to cache its copy
+    assert api_key_authenticate(raw) is None
 
 
 def test_it_records_last_use_at_most_once_a_minute(alice):
@@ -51,6 +86,9 @@ def test_it_records_last_use_at_most_once_a_minute(alice):
     key.refresh_from_db()
     assert key.last_used_at == first
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now() - timedelta(minutes=5))
+    from django.core.cache import cache
+
+    cache.clear()  # the cached key lives API_KEY_TOUCH_SECONDS: by then it has expired
     client.get("/api/v1/credits.php")
     key.refresh_from_db()
     assert key.last_used_at > first

@@ -157,9 +157,9 @@ def test_it_generates_in_a_bounded_number_of_queries(catalog, alice_api):
     generate(alice_api)  # first use of the key writes last_used_at
     with CaptureQueriesContext(connection) as queries:
         assert generate(alice_api).status_code == 202
-    # key, model, routes; in one transaction: wallet lock, entry-key check, balance, entry, hold, job;
-    # the balance for the answer; and the test transaction's savepoint around job_create.
-    assert len(queries) == 12, [q["sql"][:80] for q in queries.captured_queries]
+    # model, routes; in one transaction: wallet lock, entry-key check, balance, entry, hold, job;
+    # the balance for the answer; and the test transaction's savepoint around job_create (the key: from Redis).
+    assert len(queries) == 11, [q["sql"][:80] for q in queries.captured_queries]
 
 
 def test_it_polls_a_job_with_its_outputs_in_three_queries(catalog, alice_api):
@@ -169,7 +169,7 @@ def test_it_polls_a_job_with_its_outputs_in_three_queries(catalog, alice_api):
     with CaptureQueriesContext(connection) as queries:
         body = alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).json()
     assert body["status"] == "completed" and len(body["outputs"]) == 1
-    assert len(queries) == 3  # key + user, job + model, outputs
+    assert len(queries) == 2  # job + model, outputs (the key and its user: from Redis)
 
 
 def test_it_shows_a_completed_job_in_the_published_shape(catalog, alice_api):
