@@ -21,8 +21,12 @@ class ApiError(exceptions.APIException):
         self.extra = extra
 
 
+def error_body(code: str, message: str, **extra) -> dict:
+    return {"success": False, "error": code, "message": message, **extra}
+
+
 def error_response(status_code: int, code: str, message: str, headers=None, **extra) -> Response:
-    return Response({"success": False, "error": code, "message": message, **extra}, status=status_code, headers=headers)
+    return Response(error_body(code, message, **extra), status=status_code, headers=headers)
 
 
 def exception_handler(exc, context):

@@ -20,6 +20,7 @@ from apps.generations.providers import (
     provider_keys_available,
 )
 from kiwiwhale.lib.tasks import task_enqueue
+from kiwiwhale.lib.unstorable import data_problem
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,12 @@ def job_poll_enqueue(*, job_id: str, delay: float = 0) -> None:
 
 
 def _job_complete(*, job: Job, result: RunResult, provider: str) -> None:
+    # Text the database cannot hold (a NUL in an uploaded text file) would fail the write below after the files
+    # were stored: fail the job before writing anything.
+    problem = data_problem([[data.text, data.data] for data in result.outputs], root="outputs")
+    if problem:
+        job_fail(job=job, code="provider_error", message=f"The output cannot be stored: it {problem[1]}.")
+        return
     # Files are written before the transaction; should it roll back they are orphans, never missing outputs.
     rows = [_output_row(job, position, data) for position, data in enumerate(result.outputs)]
     with transaction.atomic():
