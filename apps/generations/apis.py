@@ -6,7 +6,6 @@ from drf_spectacular.utils import (
     extend_schema_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -17,6 +16,7 @@ from apps.billing.services import wallet_get
 from apps.catalog.services import model_resolve
 from apps.generations.models import Job, Output
 from apps.generations.services import job_cancel, job_create
+from kiwiwhale.lib.keyset import InvalidCursor, keyset_page, page_url
 
 
 @extend_schema_serializer(component_name="JobOutput")
@@ -147,15 +147,8 @@ class GenerateApi(APIView):
         return Response(self.OutputSerializer(body).data, status=status.HTTP_202_ACCEPTED)
 
 
-class JobPagination(CursorPagination):
-    # Keyset pagination on the (user, created_at) index: deep pages cost what the first does, no OFFSET scan.
-    ordering = ("-created_at", "-id")
-    page_size = 20
-    page_size_query_param = "limit"
-    max_page_size = 100
-
-    def get_paginated_response(self, data):
-        return Response({"success": True, "jobs": data, "next": self.get_next_link()})
+JOB_PAGE_SIZE = 20
+JOB_PAGE_SIZE_MAX = 100
 
 
 class JobApi(APIView):
@@ -197,9 +190,17 @@ class JobApi(APIView):
             if status_filter not in Job.Status.values:
                 raise ApiError(400, "invalid_request", f"Unknown status; one of: {', '.join(Job.Status.values)}.")
             jobs = jobs.filter(status=status_filter)
-        paginator = JobPagination()
-        page = paginator.paginate_queryset(jobs, request, view=self)
-        return paginator.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data)
+        limit = request.query_params.get("limit", "")
+        limit = min(int(limit), JOB_PAGE_SIZE_MAX) if limit.isdigit() and int(limit) > 0 else JOB_PAGE_SIZE
+        try:
+            # Keyset pagination on the (user, created_at) index: deep pages cost what the first does, no OFFSET.
+            page, cursor = keyset_page(
+                jobs, ordering=("-created_at", "-id"), cursor=request.query_params.get("cursor", ""), limit=limit
+            )
+        except InvalidCursor as exc:
+            raise ApiError(400, "invalid_request", "cursor: use the `next` link of the previous page.") from exc
+        jobs_data = JobSerializer(page, many=True, context={"request": request}).data
+        return Response({"success": True, "jobs": jobs_data, "next": page_url(request, cursor=cursor)})
 
 
 class JobCancelApi(APIView):

@@ -163,3 +163,22 @@ def test_it_fails_an_upload_whose_text_holds_a_nul_and_keeps_no_file(catalog, al
     assert body["status"] == "failed" and body["outputs"] == []
     assert body["error"]["code"] == "provider_error" and "NUL" in body["error"]["message"]
     assert media_files(settings) == files_before
+
+
+@pytest.mark.parametrize(
+    "cursor", ["garbage", "cD1nYXJiYWdl", "WzEsMl0", "WyIyMDI0LTAxLTAxVDAwOjAwOjAwWiIsMWU0MDBd", "W1sxXSxbMl1d"]
+)
+def test_it_answers_400_to_a_garbage_jobs_cursor(alice_api, cursor):
+    response = alice_api.get("/api/v1/jobs.php", {"cursor": cursor})
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request" and response.json()["message"].startswith("cursor")
+
+
+def test_it_pages_jobs_with_the_cursor_of_next(catalog, alice_api):
+    ids = [alice_api.post("/api/v1/generate.php", {"model": MODEL, "prompt": "x"}, format="json").json()["job_id"]]
+    ids += [alice_api.post("/api/v1/generate.php", {"model": MODEL, "prompt": "y"}, format="json").json()["job_id"]]
+    first = alice_api.get("/api/v1/jobs.php", {"limit": 1, "status": "queued"}).json()
+    assert [job["job_id"] for job in first["jobs"]] == [ids[1]]
+    assert first["next"].startswith("http://testserver/api/v1/jobs.php?") and "status=queued" in first["next"]
+    second = alice_api.get(first["next"]).json()
+    assert [job["job_id"] for job in second["jobs"]] == [ids[0]] and second["next"] is None
