@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+import stripe
 from django.db import connection
 
+from apps.billing.models import StripeEvent
 from apps.generations.models import Job
 from apps.generations.services import job_run
 
@@ -182,3 +184,14 @@ def test_it_pages_jobs_with_the_cursor_of_next(catalog, alice_api):
     assert first["next"].startswith("http://testserver/api/v1/jobs.php?") and "status=queued" in first["next"]
     second = alice_api.get(first["next"]).json()
     assert [job["job_id"] for job in second["jobs"]] == [ids[0]] and second["next"] is None
+
+
+@pytest.mark.parametrize("payload", ["[]", '[{"id": "evt_1", "type": "payment_intent.succeeded"}]', '"evt"', "3"])
+def test_it_answers_400_to_a_signed_stripe_event_that_is_not_an_object(client, settings, payload):
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_test_input"
+    header = stripe.WebhookSignature.generate_signature_header(payload, settings.STRIPE_WEBHOOK_SECRET)
+    response = client.post(
+        "/billing/stripe/webhook/", data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+    assert response.status_code == 400
+    assert not StripeEvent.objects.exists()
