@@ -270,7 +270,8 @@ SIGNUP_FREE_CREDITS = env.str("SIGNUP_FREE_CREDITS", default="0")  # credits, de
 JOB_REQUEUE_AFTER_SECONDS = env.int("JOB_REQUEUE_AFTER_SECONDS", default=120)
 JOB_TIMEOUT_SECONDS = env.int("JOB_TIMEOUT_SECONDS", default=1800)
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
-IDEMPOTENCY_STALE_SECONDS = 300
+# A running request renews its key's lease every third of this; a killed one frees its key this long after.
+IDEMPOTENCY_LEASE_SECONDS = env.float("IDEMPOTENCY_LEASE_SECONDS", default=15.0)
 # Fetching user-given URLs (uploads, media inputs): caps, and loopback only for tests of the fetcher.
 FETCH_MAX_BYTES = env.int("FETCH_MAX_BYTES", default=50 * 1024 * 1024)
 FETCH_TIMEOUT_SECONDS = env.float("FETCH_TIMEOUT_SECONDS", default=20.0)
