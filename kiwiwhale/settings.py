@@ -263,6 +263,11 @@ SPECTACULAR_SETTINGS = {
 
 # --- Platform rules ---------------------------------------------------------------------------------------
 RATE_AGENT_REGISTER = env.str("RATE_AGENT_REGISTER", default="10/hour")  # per client IP
+# Per account: generate.php requests, jobs that cost nothing (uploads), and the output bytes past which no more
+# free jobs are accepted (1 GiB).
+RATE_GENERATE_ACCOUNT = env.str("RATE_GENERATE_ACCOUNT", default="120/minute")
+RATE_FREE_JOBS_ACCOUNT = env.str("RATE_FREE_JOBS_ACCOUNT", default="30/hour")
+QUOTA_STORED_BYTES_ACCOUNT = env.int("QUOTA_STORED_BYTES_ACCOUNT", default=1024**3)
 # Proxies in front of the app that append to X-Forwarded-For (0: use REMOTE_ADDR only).
 REST_FRAMEWORK["NUM_PROXIES"] = env.int("NUM_PROXIES", default=0)
 SIGNUP_FREE_CREDITS = env.str("SIGNUP_FREE_CREDITS", default="0")  # credits, decimal string

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from apps.billing import money, stripe_gateway
 from apps.billing.services import AuthenticationRequired, BillingError, InsufficientCredits, PaymentFailed, RateLimited
 from apps.catalog.services import InvalidInput, ModelNotFound, ModelUnavailable
+from apps.generations.services import QuotaExceeded
 
 
 class ApiError(exceptions.APIException):
@@ -44,6 +45,11 @@ def exception_handler(exc, context):
         )
     if isinstance(exc, BillingError | stripe_gateway.BillingDisabled | stripe_gateway.GatewayError | RateLimited):
         return _billing_error(exc, request)
+    if isinstance(exc, QuotaExceeded):
+        if exc.retry_after_seconds:
+            headers = {"Retry-After": str(exc.retry_after_seconds)}
+            return error_response(429, "rate_limited", str(exc), headers=headers)
+        return error_response(403, "quota_exceeded", str(exc))
     if isinstance(exc, InvalidInput):
         return error_response(422, "invalid_input", str(exc), details=exc.details)
     if isinstance(exc, ModelNotFound):

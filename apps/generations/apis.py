@@ -17,6 +17,7 @@ from apps.catalog.services import model_resolve
 from apps.generations.models import Job, Output
 from apps.generations.services import job_cancel, job_create
 from kiwiwhale.lib.keyset import InvalidCursor, keyset_page, page_url
+from kiwiwhale.lib.ratelimit import CounterThrottle
 
 
 @extend_schema_serializer(component_name="JobOutput")
@@ -72,7 +73,17 @@ class JobSerializer(serializers.Serializer):
     error = JobErrorField()
 
 
+class GenerateThrottle(CounterThrottle):
+    scope = "generate"
+    rate_setting = "RATE_GENERATE_ACCOUNT"
+
+    def ident(self, request) -> str:
+        return f"user:{request.user.pk}"  # throttles run after authentication: always an account
+
+
 class GenerateApi(APIView):
+    throttle_classes = [GenerateThrottle]
+
     @extend_schema_serializer(component_name="Generate")
     class InputSerializer(serializers.Serializer):
         model = serializers.CharField(required=False, help_text="The model's public id; `public_model` is an alias.")
@@ -118,7 +129,7 @@ class GenerateApi(APIView):
         operation_id="generate",
         summary="Submit a generation job",
         request=InputSerializer,
-        responses={202: OutputSerializer, **error_responses(400, 401, 402, 404, 409, 422, 503)},
+        responses={202: OutputSerializer, **error_responses(400, 401, 402, 403, 404, 409, 422, 429, 503)},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
     )
     def post(self, request):
