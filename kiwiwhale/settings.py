@@ -75,6 +75,7 @@ MIDDLEWARE = [
     "apps.ops.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "apps.api.middleware.InputGuardMiddleware",  # NUL and lone surrogates in paths, queries, forms → 400
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -279,7 +280,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["apps.api.parsers.JSONParser"],  # + NUL, surrogates and depth checked
     "EXCEPTION_HANDLER": "apps.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -306,6 +307,11 @@ SPECTACULAR_SETTINGS = {
 
 # --- Platform rules ---------------------------------------------------------------------------------------
 RATE_AGENT_REGISTER = env.str("RATE_AGENT_REGISTER", default="10/hour")  # per client IP
+# Per account: generate.php requests, jobs that cost nothing (uploads), and the output bytes past which no more
+# free jobs are accepted (1 GiB).
+RATE_GENERATE_ACCOUNT = env.str("RATE_GENERATE_ACCOUNT", default="120/minute")
+RATE_FREE_JOBS_ACCOUNT = env.str("RATE_FREE_JOBS_ACCOUNT", default="30/hour")
+QUOTA_STORED_BYTES_ACCOUNT = env.int("QUOTA_STORED_BYTES_ACCOUNT", default=1024**3)
 # Proxies in front of the app that append to X-Forwarded-For (0: use REMOTE_ADDR only).
 REST_FRAMEWORK["NUM_PROXIES"] = env.int("NUM_PROXIES", default=0)
 SIGNUP_FREE_CREDITS = env.str("SIGNUP_FREE_CREDITS", default="0")  # credits, decimal string
@@ -313,7 +319,8 @@ SIGNUP_FREE_CREDITS = env.str("SIGNUP_FREE_CREDITS", default="0")  # credits, de
 JOB_REQUEUE_AFTER_SECONDS = env.int("JOB_REQUEUE_AFTER_SECONDS", default=120)
 JOB_TIMEOUT_SECONDS = env.int("JOB_TIMEOUT_SECONDS", default=1800)
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
-IDEMPOTENCY_STALE_SECONDS = 300
+# A running request renews its key's lease every third of this; a killed one frees its key this long after.
+IDEMPOTENCY_LEASE_SECONDS = env.float("IDEMPOTENCY_LEASE_SECONDS", default=15.0)
 # Fetching user-given URLs (uploads, media inputs): caps, and loopback only for tests of the fetcher.
 FETCH_MAX_BYTES = env.int("FETCH_MAX_BYTES", default=50 * 1024 * 1024)
 FETCH_TIMEOUT_SECONDS = env.float("FETCH_TIMEOUT_SECONDS", default=20.0)

@@ -1,21 +1,18 @@
-from django.conf import settings
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from apps.accounts.services import agent_register
 from apps.api.serializers import CreditsField, body_validate, error_responses
 from apps.billing.services import wallet_get
+from kiwiwhale.lib.ratelimit import CounterThrottle
 
 
-class AgentRegisterThrottle(AnonRateThrottle):
-    scope = "agent_register"
-
-    def get_rate(self):
-        return settings.RATE_AGENT_REGISTER  # read per request so tests and admins can change it
+class AgentRegisterThrottle(CounterThrottle):
+    scope = "agent_register"  # per client IP
+    rate_setting = "RATE_AGENT_REGISTER"
 
 
 class AgentRegisterApi(APIView):

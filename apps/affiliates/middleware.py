@@ -13,7 +13,14 @@ class ReferralMiddleware:
     def __call__(self, request):
         response = self.get_response(request)
         code = request.GET.get("ref", "").strip()
-        if code and request.method == "GET" and not request.path.startswith(("/api/", "/static/", "/media/")):
+        # Codes are short and alphanumeric; anything else is no code (apps/api/middleware.py refuses NUL first).
+        if (
+            code
+            and code.isascii()
+            and code.isalnum()
+            and request.method == "GET"
+            and not request.path.startswith(("/api/", "/static/", "/media/"))
+        ):
             referral = referral_click(code=code[:16], ip=client_ip(request), user=getattr(request, "user", None))
             if referral is not None and COOKIE_NAME not in request.COOKIES:
                 # First link wins: a later link within the window does not take the sign-up from the first.

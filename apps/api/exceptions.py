@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from apps.billing import money, stripe_gateway
 from apps.billing.services import AuthenticationRequired, BillingError, InsufficientCredits, PaymentFailed, RateLimited
 from apps.catalog.services import InvalidInput, ModelNotFound, ModelUnavailable
+from apps.generations.services import QuotaExceeded
 
 
 class ApiError(exceptions.APIException):
@@ -21,8 +22,12 @@ class ApiError(exceptions.APIException):
         self.extra = extra
 
 
+def error_body(code: str, message: str, **extra) -> dict:
+    return {"success": False, "error": code, "message": message, **extra}
+
+
 def error_response(status_code: int, code: str, message: str, headers=None, **extra) -> Response:
-    return Response({"success": False, "error": code, "message": message, **extra}, status=status_code, headers=headers)
+    return Response(error_body(code, message, **extra), status=status_code, headers=headers)
 
 
 def exception_handler(exc, context):
@@ -40,6 +45,11 @@ def exception_handler(exc, context):
         )
     if isinstance(exc, BillingError | stripe_gateway.BillingDisabled | stripe_gateway.GatewayError | RateLimited):
         return _billing_error(exc, request)
+    if isinstance(exc, QuotaExceeded):
+        if exc.retry_after_seconds:
+            headers = {"Retry-After": str(exc.retry_after_seconds)}
+            return error_response(429, "rate_limited", str(exc), headers=headers)
+        return error_response(403, "quota_exceeded", str(exc))
     if isinstance(exc, InvalidInput):
         return error_response(422, "invalid_input", str(exc), details=exc.details)
     if isinstance(exc, ModelNotFound):

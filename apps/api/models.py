@@ -1,6 +1,17 @@
+import uuid
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+
+def _holder_new() -> str:
+    return uuid.uuid4().hex
+
+
+def lease_end():
+    return timezone.now() + timedelta(seconds=settings.IDEMPOTENCY_LEASE_SECONDS)
 
 
 class IdempotencyRecord(models.Model):
@@ -18,6 +29,9 @@ class IdempotencyRecord(models.Model):
     response_status = models.PositiveSmallIntegerField(null=True)
     response_body = models.JSONField(null=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # While in progress: the claim that holds the key, and until when (renewed by the running request).
+    holder = models.CharField(max_length=32, default=_holder_new)
+    lease_until = models.DateTimeField(default=lease_end)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "scope", "key"], name="idempotency_key_once")]

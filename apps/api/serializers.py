@@ -1,15 +1,30 @@
 """Pieces every API view shares: the credits field and strict body validation."""
 
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.plumbing import build_basic_type
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from apps.billing import money
 
 
-@extend_schema_field(OpenApiTypes.NUMBER)
 class CreditsField(serializers.Field):
-    """Micro-credits inside, a JSON number of credits outside (0.3165)."""
+    """Micro-credits inside, a JSON number of credits outside (0.3165). An amount given to the API is between
+    `min_credits` (0) and `max_credits` (money.MAX_CREDITS) credits, shown as `minimum` and `maximum` in the
+    request schemas of the OpenAPI document (responses have no bounds: a balance may be negative)."""
+
+    def __init__(self, *, min_credits: int = 0, max_credits: int = money.MAX_CREDITS, **kwargs):
+        super().__init__(**kwargs)
+        self.min_credits = min_credits
+        self.max_credits = max_credits
+        self.validators = [*self.validators, self._check_range]
+
+    def _check_range(self, micro: int) -> None:
+        if micro < self.min_credits * money.MICRO:
+            raise serializers.ValidationError(f"Ensure this amount is at least {self.min_credits} credits.")
+        if micro > self.max_credits * money.MICRO:
+            raise serializers.ValidationError(f"Ensure this amount is at most {self.max_credits:,} credits.")
 
     def to_representation(self, value):
         return money.micro_to_json(value)
@@ -19,6 +34,16 @@ class CreditsField(serializers.Field):
             return money.credits_to_micro(data)
         except money.InvalidAmount as exc:
             raise serializers.ValidationError(str(exc)) from exc
+
+
+class CreditsFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = CreditsField
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = build_basic_type(OpenApiTypes.NUMBER)
+        if direction == "request":
+            schema.update(minimum=self.target.min_credits, maximum=self.target.max_credits)
+        return schema
 
 
 def body_validate(serializer_class, data) -> dict:

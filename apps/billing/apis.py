@@ -3,7 +3,6 @@
 import csv
 
 from django.http import StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -198,7 +197,9 @@ class TopupApi(APIView):
     @extend_schema(
         operation_id="agent_topup_quote",
         summary="What a top-up of `credits` would charge (price + card fee), before paying",
-        parameters=[OpenApiParameter("credits", OpenApiTypes.NUMBER, required=True)],
+        parameters=[
+            OpenApiParameter("credits", {"type": "number", "minimum": 0, "maximum": money.MAX_CREDITS}, required=True)
+        ],
         responses={200: QuoteSerializer, **error_responses(400, 401)},
     )
     def get(self, request):

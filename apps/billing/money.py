@@ -11,6 +11,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 MICRO = 1_000_000
+# The largest credit amount anything accepts (API fields, forms, the admin, grant_credits): far above any real
+# purchase, and far below what a bigint of micro-credits holds (9.2e12 credits), so no sum of amounts overflows.
+MAX_CREDITS = 1_000_000_000
 
 
 class InvalidAmount(ValueError):
@@ -22,12 +25,16 @@ def credits_to_micro(value) -> int:
     if isinstance(value, bool):
         raise InvalidAmount("A credit amount must be a number.")
     try:
+        if isinstance(value, str) and len(value) > 100:
+            raise InvalidAmount("A credit amount must be a number.")  # Decimal would parse any length
         # str() first: a JSON float like 0.3165 becomes Decimal('0.3165'), not its binary approximation.
         amount = Decimal(str(value)).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
     except (InvalidOperation, ValueError) as exc:
         raise InvalidAmount(f"{value!r} is not a credit amount.") from exc
     if not amount.is_finite():
         raise InvalidAmount(f"{value!r} is not a credit amount.")
+    if abs(amount) > MAX_CREDITS:
+        raise InvalidAmount(f"A credit amount is at most {MAX_CREDITS:,} credits.")
     return int(amount * MICRO)
 
 

@@ -1,6 +1,7 @@
 """The billing pages (/billing.php and /billing/…) and the Stripe webhook. Each view parses, calls one service,
 renders; errors a person can fix come back as messages on /billing.php."""
 
+import json
 import logging
 
 from django.conf import settings
@@ -312,6 +313,9 @@ def receipt(request, pk: int):
 def stripe_webhook(request):
     """Stripe's events: 400 when the signature is wrong, 200 once handled (or already handled), 500 when the
     handling failed (Stripe retries it later; the error is on the event's row in the admin)."""
+    if not _is_json_object(request.body):
+        # Stripe sends one event, a JSON object; the stripe library crashes on a signed array or scalar.
+        return HttpResponseBadRequest("Not a Stripe event.")
     try:
         event = stripe_event_receive(payload=request.body, signature_header=request.headers.get("Stripe-Signature", ""))
     except gateway.BadSignature:
@@ -321,6 +325,13 @@ def stripe_webhook(request):
     except WebhookHandlingFailed:
         return JsonResponse({"received": True, "handled": False}, status=500)
     return JsonResponse({"received": True, "status": event.status})
+
+
+def _is_json_object(payload: bytes) -> bool:
+    try:
+        return isinstance(json.loads(payload), dict)
+    except (ValueError, RecursionError):
+        return False
 
 
 def _form_errors(form) -> list[str]:

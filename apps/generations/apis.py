@@ -6,7 +6,6 @@ from drf_spectacular.utils import (
     extend_schema_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -17,6 +16,8 @@ from apps.billing.services import wallet_get
 from apps.catalog.services import model_resolve
 from apps.generations.models import Job, Output
 from apps.generations.services import job_cancel, job_create
+from kiwiwhale.lib.keyset import InvalidCursor, keyset_page, page_url
+from kiwiwhale.lib.ratelimit import CounterThrottle
 
 
 @extend_schema_serializer(component_name="JobOutput")
@@ -72,7 +73,17 @@ class JobSerializer(serializers.Serializer):
     error = JobErrorField()
 
 
+class GenerateThrottle(CounterThrottle):
+    scope = "generate"
+    rate_setting = "RATE_GENERATE_ACCOUNT"
+
+    def ident(self, request) -> str:
+        return f"user:{request.user.pk}"  # throttles run after authentication: always an account
+
+
 class GenerateApi(APIView):
+    throttle_classes = [GenerateThrottle]
+
     @extend_schema_serializer(component_name="Generate")
     class InputSerializer(serializers.Serializer):
         model = serializers.CharField(required=False, help_text="The model's public id; `public_model` is an alias.")
@@ -118,7 +129,7 @@ class GenerateApi(APIView):
         operation_id="generate",
         summary="Submit a generation job",
         request=InputSerializer,
-        responses={202: OutputSerializer, **error_responses(400, 401, 402, 404, 409, 422, 503)},
+        responses={202: OutputSerializer, **error_responses(400, 401, 402, 403, 404, 409, 422, 429, 503)},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
     )
     def post(self, request):
@@ -147,15 +158,8 @@ class GenerateApi(APIView):
         return Response(self.OutputSerializer(body).data, status=status.HTTP_202_ACCEPTED)
 
 
-class JobPagination(CursorPagination):
-    # Keyset pagination on the (user, created_at) index: deep pages cost what the first does, no OFFSET scan.
-    ordering = ("-created_at", "-id")
-    page_size = 20
-    page_size_query_param = "limit"
-    max_page_size = 100
-
-    def get_paginated_response(self, data):
-        return Response({"success": True, "jobs": data, "next": self.get_next_link()})
+JOB_PAGE_SIZE = 20
+JOB_PAGE_SIZE_MAX = 100
 
 
 class JobApi(APIView):
@@ -197,9 +201,17 @@ class JobApi(APIView):
             if status_filter not in Job.Status.values:
                 raise ApiError(400, "invalid_request", f"Unknown status; one of: {', '.join(Job.Status.values)}.")
             jobs = jobs.filter(status=status_filter)
-        paginator = JobPagination()
-        page = paginator.paginate_queryset(jobs, request, view=self)
-        return paginator.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data)
+        limit = request.query_params.get("limit", "")
+        limit = min(int(limit), JOB_PAGE_SIZE_MAX) if limit.isdigit() and int(limit) > 0 else JOB_PAGE_SIZE
+        try:
+            # Keyset pagination on the (user, created_at) index: deep pages cost what the first does, no OFFSET.
+            page, cursor = keyset_page(
+                jobs, ordering=("-created_at", "-id"), cursor=request.query_params.get("cursor", ""), limit=limit
+            )
+        except InvalidCursor as exc:
+            raise ApiError(400, "invalid_request", "cursor: use the `next` link of the previous page.") from exc
+        jobs_data = JobSerializer(page, many=True, context={"request": request}).data
+        return Response({"success": True, "jobs": jobs_data, "next": page_url(request, cursor=cursor)})
 
 
 class JobCancelApi(APIView):

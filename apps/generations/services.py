@@ -4,7 +4,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from apps.billing.services import hold_place, hold_refund, hold_release, hold_settle
@@ -19,7 +19,9 @@ from apps.generations.providers import (
     provider_for,
     provider_keys_available,
 )
+from kiwiwhale.lib.ratelimit import rate_limit_hit
 from kiwiwhale.lib.tasks import task_enqueue
+from kiwiwhale.lib.unstorable import data_problem
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ def job_create(*, user, model: AIModel, input: dict, api_key=None, webhook_url: 
     if not routes_usable(model):
         raise ModelUnavailable(model.public_model)
     cost_micro = model.cost_micro(validated)
+    if cost_micro == 0:
+        free_work_check(user=user)
     job_id = job_id_new()
     with transaction.atomic():
         hold = hold_place(
@@ -57,6 +61,29 @@ def job_create(*, user, model: AIModel, input: dict, api_key=None, webhook_url: 
         )
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
     return job
+
+
+class QuotaExceeded(Exception):
+    """Free work refused: too many free jobs this hour (`retry_after_seconds`), or too many bytes stored."""
+
+    def __init__(self, message: str, *, retry_after_seconds: int | None = None):
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+def free_work_check(*, user) -> None:
+    """Jobs that cost nothing (kiwiwhale/upload) are what a zero-credit account could fill workers and disks with:
+    each account may run RATE_FREE_JOBS_ACCOUNT of them, and none once its outputs hold QUOTA_STORED_BYTES_ACCOUNT
+    (the last one may take it over the quota by at most one file). Paid work is limited by its price."""
+    stored = Output.objects.filter(job__user=user, job__deleted_at__isnull=True).aggregate(total=Sum("file_size"))
+    if (stored["total"] or 0) >= settings.QUOTA_STORED_BYTES_ACCOUNT:
+        raise QuotaExceeded(
+            f"This account stores {settings.QUOTA_STORED_BYTES_ACCOUNT:,} bytes of outputs or more, its quota for"
+            " free uploads; delete some generations first."
+        )
+    wait = rate_limit_hit("free-jobs", f"user:{user.pk}", rate=settings.RATE_FREE_JOBS_ACCOUNT)
+    if wait:
+        raise QuotaExceeded(f"Too many free jobs (uploads); retry in {wait} s.", retry_after_seconds=wait)
 
 
 def job_enqueue(*, job_id: str) -> None:
@@ -167,6 +194,12 @@ def job_poll_enqueue(*, job_id: str, delay: float = 0) -> None:
 
 
 def _job_complete(*, job: Job, result: RunResult, provider: str) -> None:
+    # Text the database cannot hold (a NUL in an uploaded text file) would fail the write below after the files
+    # were stored: fail the job before writing anything.
+    problem = data_problem([[data.text, data.data] for data in result.outputs], root="outputs")
+    if problem:
+        job_fail(job=job, code="provider_error", message=f"The output cannot be stored: it {problem[1]}.")
+        return
     # Files are written before the transaction; should it roll back they are orphans, never missing outputs.
     rows = [_output_row(job, position, data) for position, data in enumerate(result.outputs)]
     with transaction.atomic():

@@ -14,6 +14,8 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 
+from kiwiwhale.lib.unstorable import data_problem
+
 
 class InvalidCursor(ValueError):
     pass
@@ -30,6 +32,15 @@ def keyset_page(queryset: QuerySet, *, ordering: Sequence[str], cursor: str = ""
         return rows, ""
     rows = rows[:limit]
     return rows, _encode([getattr(rows[-1], name) for name, _ in fields])
+
+
+def page_url(request, *, cursor: str) -> str | None:
+    """The absolute URL of the page that starts at `cursor` (this request's other parameters kept); None at the end."""
+    if not cursor:
+        return None
+    params = request.GET.copy()
+    params["cursor"] = cursor
+    return request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
 
 
 def _after(queryset, fields, values) -> Q:
@@ -62,9 +73,11 @@ def _decode(queryset, fields, cursor: str) -> list:
         values = json.loads(raw)
         if not isinstance(values, list) or len(values) != len(fields):
             raise InvalidCursor("This page link is not valid.")
+        if data_problem(values) or not all(isinstance(value, str | int | float | bool) for value in values):
+            raise InvalidCursor("This page link is not valid.")  # a forged cursor: nested, NUL, Infinity…
         model_fields = [queryset.model._meta.get_field(name) for name, _ in fields]
         decoded = [field.to_python(value) for field, value in zip(model_fields, values, strict=True)]
-    except (ValueError, TypeError, ValidationError) as exc:
+    except (ValueError, TypeError, OverflowError, RecursionError, ValidationError) as exc:
         raise InvalidCursor("This page link is not valid.") from exc
     if any(value is None for value in decoded):
         raise InvalidCursor("This page link is not valid.")

@@ -131,6 +131,7 @@ def test_it_lets_a_request_take_over_a_key_whose_first_request_died(catalog, ali
         key="k-dead",
         request_hash=hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest(),
         created_at=timezone.now() - timedelta(minutes=10),
+        lease_until=timezone.now() - timedelta(seconds=1),
     )
     first = generate(alice_api, body, HTTP_IDEMPOTENCY_KEY="k-dead")
     assert first.status_code == 202

@@ -55,3 +55,31 @@ def test_the_client_address_trusts_only_the_declared_proxies():
         assert client_ip(request) == "3.3.3.3"
     with override_settings(REST_FRAMEWORK={"NUM_PROXIES": 2}):
         assert client_ip(request) == "2.2.2.2"
+
+
+def _cursor(values) -> str:
+    import base64
+    import json
+
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        _cursor(["2024-01-01T00:00:00Z", 1e400]),  # Infinity
+        _cursor([[1], [2]]),
+        _cursor(["2024-01-01T00:00:00Z", {"a": 1}]),
+        _cursor(["2024-01-01T00:00:00Z", "1\u0000"]),
+        "deep",
+        "W" * 3 + "=" * 3,
+    ],
+)
+def test_it_refuses_a_garbage_list_as_a_cursor(cursor):
+    if cursor == "deep":
+        import base64
+
+        cursor = base64.urlsafe_b64encode(("[" * 5000 + "]" * 5000).encode()).decode()
+    with pytest.raises(InvalidCursor):
+        keyset_page(Post.objects.all(), ordering=["-published_at", "-id"], cursor=cursor, limit=3)
