@@ -9,7 +9,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
-from kombu import Queue
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"  # git-ignored runtime state of the embedded default
@@ -139,7 +139,10 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="kiwiwhale")
 # The job sweepers have a queue of their own, so a backlog of jobs never delays the recovery of lost ones. Every
 # worker consumes both queues unless started with -Q (docs/operations.md#job-leases).
 CELERY_SWEEP_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-sweep"
-CELERY_TASK_QUEUES = [Queue(CELERY_TASK_DEFAULT_QUEUE), Queue(CELERY_SWEEP_QUEUE)]
+# Each queue on an exchange of its own name, as Celery makes a queue it was not told of: a message goes to one queue.
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name), routing_key=name) for name in (CELERY_TASK_DEFAULT_QUEUE, CELERY_SWEEP_QUEUE)
+]
 CELERY_TASK_ROUTES = {
     f"apps.generations.tasks.{name}": {"queue": CELERY_SWEEP_QUEUE}
     for name in ("jobs_recover_lapsed", "jobs_requeue_lost", "jobs_fail_stuck")

@@ -3,6 +3,9 @@
 The broker is the real Redis, on a queue of each test's own with no worker on it: a backlog of waiting messages.
 """
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -269,3 +272,29 @@ def test_an_overdue_poll_is_sent_again_with_a_back_off(alice, text_model, echo_r
     assert jobs_requeue_lost() == 0  # not again at the next sweep
     Job.objects.filter(pk=job.pk).update(poll_at=timezone.now() - timedelta(seconds=150))
     assert jobs_requeue_lost() == 0  # its second re-send waits twice as long
+
+
+QUEUES_SEEN = """
+import django
+django.setup()
+from django.conf import settings
+from kiwiwhale.celery import app, queue_size
+from apps.generations.tasks import job_run, jobs_recover_lapsed
+with app.connection_for_write() as connection:  # bound as a worker binds them when it starts
+    for queue in settings.CELERY_TASK_QUEUES:
+        queue(connection.default_channel).declare()
+job_run.delay("job_x")
+jobs_recover_lapsed.delay()
+print(*[queue_size(queue.name) for queue in settings.CELERY_TASK_QUEUES])
+"""
+
+
+def test_each_message_goes_to_one_queue_only():
+    name = f"kiwiwhale-routes-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "CELERY_QUEUE": name, "DJANGO_SETTINGS_MODULE": "kiwiwhale.settings"}
+    try:  # a process of its own: this one's default queue was changed for the tests
+        seen = subprocess.run([sys.executable, "-c", QUEUES_SEEN], env=env, capture_output=True, text=True, timeout=60)
+        assert seen.stdout.split() == ["1", "1"], seen.stderr  # the job on the job queue, the sweep on the sweep queue
+    finally:
+        client = redis.Redis.from_url(app.conf.broker_url)
+        client.delete(name, f"{name}-sweep", f"_kombu.binding.{name}", f"_kombu.binding.{name}-sweep")
