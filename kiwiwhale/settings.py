@@ -9,6 +9,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"  # git-ignored runtime state of the embedded default
@@ -154,13 +155,26 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_ACKS_LATE = True  # a job whose worker dies is redelivered; the claim makes the rerun harmless
+# A message is acknowledged after its task ran, so one prefetched by a worker that dies is delivered again; a job
+# that was already running is not rerun by that (the claim refuses it): its lapsed lease is what recovers it.
+CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=600)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="kiwiwhale")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # the worker logs through LOGGING below, request ids included
+# The job sweepers have a queue of their own, so a backlog of jobs never delays the recovery of lost ones. Every
+# worker consumes both queues unless started with -Q (docs/operations.md#job-leases).
+CELERY_SWEEP_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-sweep"
+# Each queue on an exchange of its own name, as Celery makes a queue it was not told of: a message goes to one queue.
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name), routing_key=name) for name in (CELERY_TASK_DEFAULT_QUEUE, CELERY_SWEEP_QUEUE)
+]
+CELERY_TASK_ROUTES = {
+    f"apps.generations.tasks.{name}": {"queue": CELERY_SWEEP_QUEUE}
+    for name in ("jobs_recover_lapsed", "jobs_requeue_lost", "jobs_fail_stuck")
+}
 
 # --- Auth -------------------------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -318,6 +332,26 @@ SIGNUP_FREE_CREDITS = env.str("SIGNUP_FREE_CREDITS", default="0")  # credits, de
 # Quote-to-poll lifecycle of jobs.
 JOB_REQUEUE_AFTER_SECONDS = env.int("JOB_REQUEUE_AFTER_SECONDS", default=120)
 JOB_TIMEOUT_SECONDS = env.int("JOB_TIMEOUT_SECONDS", default=1800)
+# A running job's lease: its worker renews it every third of this; once it lapses (the worker was killed, its machine
+# lost) the lease sweeper, every JOB_SWEEP_SECONDS, retries the job or fails it with its credits back.
+JOB_LEASE_SECONDS = env.float("JOB_LEASE_SECONDS", default=60.0)
+JOB_SWEEP_SECONDS = env.float("JOB_SWEEP_SECONDS", default=30.0)
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=2)  # runs of one job, the first included
+# The periodic sweepers, run by the one beat process.
+CELERY_BEAT_SCHEDULE = {
+    # Every JOB_SWEEP_SECONDS: jobs whose worker stopped renewing their lease are retried once or failed.
+    "jobs-recover-lapsed": {"task": "apps.generations.tasks.jobs_recover_lapsed", "schedule": JOB_SWEEP_SECONDS},
+    # Every JOB_SWEEP_SECONDS: queued jobs whose message is really lost (never sent, or gone from the broker).
+    "jobs-requeue-lost": {"task": "apps.generations.tasks.jobs_requeue_lost", "schedule": JOB_SWEEP_SECONDS},
+    # Every minute: jobs processing past JOB_TIMEOUT_SECONDS fail and their hold is released.
+    "jobs-fail-stuck": {"task": "apps.generations.tasks.jobs_fail_stuck", "schedule": 60.0},
+    # Every hour: affiliate commissions past their hold period become available.
+    "commissions-mature": {"task": "apps.affiliates.tasks.commissions_mature", "schedule": 3600.0},
+    # Every 5 minutes: payments still in flight after 10 minutes are checked with Stripe (lost webhooks).
+    "payments-reconcile": {"task": "apps.billing.tasks.payments_reconcile", "schedule": 300.0},
+    # Every hour: Idempotency-Key records older than 24 hours are deleted.
+    "idempotency-purge": {"task": "apps.api.tasks.idempotency_purge", "schedule": 3600.0},
+}
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 # A running request renews its key's lease every third of this; a killed one frees its key this long after.
 IDEMPOTENCY_LEASE_SECONDS = env.float("IDEMPOTENCY_LEASE_SECONDS", default=15.0)

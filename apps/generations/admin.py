@@ -18,7 +18,7 @@ class OutputInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "user", "model", "status", "cost", "provider", "created_at", "completed_at"]
+    list_display = ["id", "user", "model", "status", "cost", "provider", "attempts", "created_at", "completed_at"]
     list_filter = ["status", "model__category", "provider"]
     search_fields = ["id", "user__username", "user__email", "model__public_model"]
     list_select_related = ["user", "model"]

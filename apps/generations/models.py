@@ -1,4 +1,5 @@
 import secrets
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import models
@@ -25,6 +26,20 @@ class JobQuerySet(models.QuerySet):
         """Jobs their owner has not deleted from their history (the rows stay: they record money)."""
         return self.filter(deleted_at__isnull=True)
 
+    def transition(self, *, source: str | Iterable[str], target: str, **changes) -> int:
+        """Moves the jobs of this queryset that are in `source` to `target` in one conditional UPDATE, setting
+        `changes` too; returns how many moved. Every change of a job's status goes through here, so a move the
+        table `Job.TRANSITIONS` does not allow is refused before it reaches the database."""
+        sources = [source] if isinstance(source, str) else list(source)
+        for state in sources:
+            if not Job.transition_allowed(state, target):
+                raise IllegalTransition(f"A job cannot go from {state} to {target}.")
+        return self.filter(status__in=sources).update(status=target, **changes)
+
+
+class IllegalTransition(ValueError):
+    pass
+
 
 class Job(models.Model):
     class Status(models.TextChoices):
@@ -35,6 +50,15 @@ class Job(models.Model):
         CANCELED = "canceled", "Canceled"
 
     TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELED)
+    # The one table of the moves a job may make (docs/operations.md#job-states). processing → queued is the retry
+    # of a job whose worker was lost (its lease lapsed); the terminal states are final.
+    TRANSITIONS = {
+        Status.QUEUED: {Status.PROCESSING, Status.FAILED, Status.CANCELED},
+        Status.PROCESSING: {Status.COMPLETED, Status.FAILED, Status.CANCELED, Status.QUEUED},
+        Status.COMPLETED: set(),
+        Status.FAILED: set(),
+        Status.CANCELED: set(),
+    }
 
     id = models.CharField(primary_key=True, max_length=40, default=job_id_new, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
@@ -62,9 +86,19 @@ class Job(models.Model):
     usage = models.JSONField(default=dict, blank=True, help_text="What the run actually used (for usage pricing).")
     error_code = models.CharField(max_length=60, blank=True)
     error_message = models.TextField(blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Runs started (a lost worker's run counts).")
+    lease_owner = models.CharField(
+        max_length=100, blank=True, help_text="The worker run holding the job (host:pid:token) while it runs."
+    )
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Renewed by the running worker; once past, the sweeper recovers the job."
+    )
+    staged_files = models.JSONField(
+        default=list, blank=True, help_text="Files written by the current run and not yet committed as outputs."
+    )
+    requeues = models.PositiveSmallIntegerField(default=0, help_text="Messages re-sent by the lost-message sweeper.")
     created_at = models.DateTimeField(default=timezone.now)
-    enqueued_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When its last message reached the broker.")
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True, help_text="Hidden by its owner.")
@@ -77,6 +111,7 @@ class Job(models.Model):
             models.Index(fields=["user", "-created_at", "-id"], name="job_user_recent"),
             models.Index(fields=["status", "created_at"], name="job_status_age"),
             models.Index(fields=["status", "poll_at"], name="job_status_poll"),
+            models.Index(fields=["status", "lease_expires_at"], name="job_status_lease"),
         ]
 
     def __str__(self):
@@ -85,6 +120,10 @@ class Job(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL
+
+    @classmethod
+    def transition_allowed(cls, source: str, target: str) -> bool:
+        return target in cls.TRANSITIONS.get(source, set())
 
     @property
     def public_model(self) -> str:

@@ -1,9 +1,15 @@
 import logging
+import os
+import secrets
+import socket
+import threading
+from contextlib import contextmanager
 from datetime import timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -12,6 +18,7 @@ from apps.catalog.models import AIModel, ModelRoute
 from apps.catalog.services import ModelUnavailable, input_validate, provider_health_record
 from apps.generations.models import Job, Output, job_id_new
 from apps.generations.providers import (
+    LOCAL,
     OutputData,
     Pending,
     ProviderError,
@@ -19,6 +26,7 @@ from apps.generations.providers import (
     provider_for,
     provider_keys_available,
 )
+from kiwiwhale.celery import queue_size
 from kiwiwhale.lib.ratelimit import rate_limit_hit
 from kiwiwhale.lib.tasks import task_enqueue
 from kiwiwhale.lib.unstorable import data_problem
@@ -57,7 +65,6 @@ def job_create(*, user, model: AIModel, input: dict, api_key=None, webhook_url: 
             cost_micro=cost_micro,
             hold=hold,
             webhook_url=webhook_url,
-            enqueued_at=timezone.now(),
         )
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
     return job
@@ -86,21 +93,84 @@ def free_work_check(*, user) -> None:
         raise QuotaExceeded(f"Too many free jobs (uploads); retry in {wait} s.", retry_after_seconds=wait)
 
 
-def job_enqueue(*, job_id: str) -> None:
+def job_enqueue(*, job_id: str) -> bool:
+    """Sends the job's message and records when it reached the broker. If the broker is down, `enqueued_at` stays
+    empty and jobs_requeue_lost sends it once the broker is back."""
     from apps.generations.tasks import job_run as job_run_task
 
-    task_enqueue(job_run_task, job_id)  # if the broker is down, jobs_requeue_lost enqueues it again
+    if not task_enqueue(job_run_task, job_id):
+        return False
+    Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(enqueued_at=timezone.now())
+    return True
 
 
 def job_run(*, job_id: str) -> None:
-    """Claims a queued job and runs it through its routes in priority order; the outcome is recorded once."""
-    claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-        status=Job.Status.PROCESSING, started_at=timezone.now(), attempts=F("attempts") + 1
+    """Claims a queued job and runs it through its routes in priority order; the outcome is recorded once.
+
+    The claim takes a lease that a thread of this worker renews while the job runs (job_lease_kept).
+    """
+    owner = _lease_owner_new()
+    now = timezone.now()
+    claimed = Job.objects.filter(pk=job_id).transition(
+        source=Job.Status.QUEUED,
+        target=Job.Status.PROCESSING,
+        started_at=now,
+        attempts=F("attempts") + 1,
+        lease_owner=owner,
+        lease_expires_at=now + _lease_length(),
+        requeues=0,
     )
     if not claimed:
         return  # a duplicate delivery, or a job already finished or cancelled
     job = Job.objects.select_related("model", "hold").get(pk=job_id)
-    _job_try_routes(job, routes_usable(job.model))
+    with job_lease_kept(job_id=job_id, owner=owner):
+        _job_try_routes(job, routes_usable(job.model))
+
+
+def _lease_owner_new() -> str:
+    # Which worker holds the job (for operators), and a token unique to this run (for the conditional updates).
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(6)}"
+
+
+def _lease_length() -> timedelta:
+    return timedelta(seconds=settings.JOB_LEASE_SECONDS)
+
+
+@contextmanager
+def job_lease_kept(*, job_id: str, owner: str):
+    """Renews the job's lease from a thread of its own while the body runs.
+
+    A thread, not a renewal at each step: one step (a local render, one synchronous upstream call) can block for
+    minutes, longer than a lease short enough to notice a dead worker quickly. The thread dies with its process,
+    which is exactly when the lease must lapse; a hung but living run is stopped by the time limits instead.
+    """
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=_lease_renew_until, args=(job_id, owner, stop), name=f"lease-{job_id}", daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def _lease_renew_until(job_id: str, owner: str, stop: threading.Event) -> None:
+    try:
+        while not stop.wait(settings.JOB_LEASE_SECONDS / 3):
+            try:
+                kept = Job.objects.filter(pk=job_id, status=Job.Status.PROCESSING, lease_owner=owner).update(
+                    lease_expires_at=timezone.now() + _lease_length()
+                )
+            except DatabaseError:
+                logger.warning("Job %s: the lease could not be renewed; trying again", job_id, exc_info=True)
+                connection.close()  # a dropped connection is opened anew at the next renewal
+                continue
+            if not kept:
+                return  # finished, or recovered by the sweeper: the run's result will be refused
+    finally:
+        connection.close()  # this thread's own connection
 
 
 def job_poll(*, job_id: str) -> None:
@@ -108,10 +178,20 @@ def job_poll(*, job_id: str) -> None:
     job = Job.objects.select_related("model", "hold", "route").filter(pk=job_id, status=Job.Status.PROCESSING).first()
     if job is None or job.route is None:
         return
-    # A lease on the poll: of two deliveries of one poll message, only one calls the upstream.
-    lease = timezone.now() + timedelta(seconds=max(60, settings.JOB_POLL_INTERVAL_SECONDS * 4))
-    if not Job.objects.filter(pk=job.pk, status=Job.Status.PROCESSING, poll_at=job.poll_at).update(poll_at=lease):
+    # Of two deliveries of one poll message, only one calls the upstream; while it does, it holds the job's lease.
+    now = timezone.now()
+    owner = _lease_owner_new()
+    poll_guard = now + timedelta(seconds=max(60, settings.JOB_POLL_INTERVAL_SECONDS * 4))
+    if not Job.objects.filter(pk=job.pk, status=Job.Status.PROCESSING, poll_at=job.poll_at).update(
+        poll_at=poll_guard, lease_owner=owner, lease_expires_at=now + _lease_length()
+    ):
         return
+    job.lease_owner = owner
+    with job_lease_kept(job_id=job.pk, owner=owner):
+        _job_poll_once(job)
+
+
+def _job_poll_once(job: Job) -> None:
     route = job.route
     try:
         outcome = provider_for(route.provider).poll(
@@ -125,9 +205,12 @@ def job_poll(*, job_id: str) -> None:
         provider_health_record(slug=route.provider, error=exc.message)
         _job_try_routes(job, _routes_after(job.model, route), first_error=exc)
         return
+    except SoftTimeLimitExceeded:
+        job_fail(job=job, code="timeout", message=TIMEOUT_MESSAGE, owner=job.lease_owner)
+        return
     except Exception:
         logger.exception("Job %s: polling crashed", job.pk)
-        job_fail(job=job, code="internal_error", message="The engine failed unexpectedly.")
+        job_fail(job=job, code="internal_error", message="The engine failed unexpectedly.", owner=job.lease_owner)
         return
     if isinstance(outcome, Pending):
         _job_wait(job, route, outcome)
@@ -137,13 +220,15 @@ def job_poll(*, job_id: str) -> None:
 
 
 POLL_ERROR_BUDGET = 5  # transient errors while polling one upstream job before its route counts as failed
+TIMEOUT_MESSAGE = "The job took too long and was stopped."
 
 
 def _job_try_routes(job: Job, routes: list[ModelRoute], first_error: ProviderError | None = None) -> None:
     # Called outside any transaction: a provider may take minutes.
     last_error = first_error or ProviderError("No provider can serve this model right now.", code="model_unavailable")
     for route in routes:
-        Job.objects.filter(pk=job.pk).update(provider=route.provider, route=route)
+        # poll_at empty: this run holds the job itself (a lapsed lease then means a lost run, not a lost poll).
+        Job.objects.filter(pk=job.pk).update(provider=route.provider, route=route, poll_at=None)
         try:
             outcome = provider_for(route.provider).run(
                 upstream_model=route.upstream_model, params=route.params, input=job.input
@@ -155,9 +240,12 @@ def _job_try_routes(job: Job, routes: list[ModelRoute], first_error: ProviderErr
                 break
             logger.warning("Job %s: route %s failed (%s); trying the next", job.pk, route, exc.message)
             continue
+        except SoftTimeLimitExceeded:  # the task's time limit (CELERY_TASK_SOFT_TIME_LIMIT) interrupted the run
+            job_fail(job=job, code="timeout", message=TIMEOUT_MESSAGE, owner=job.lease_owner)
+            return
         except Exception:
             logger.exception("Job %s crashed", job.pk)
-            job_fail(job=job, code="internal_error", message="The engine failed unexpectedly.")
+            job_fail(job=job, code="internal_error", message="The engine failed unexpectedly.", owner=job.lease_owner)
             return
         provider_health_record(slug=route.provider)
         if isinstance(outcome, Pending):
@@ -165,7 +253,7 @@ def _job_try_routes(job: Job, routes: list[ModelRoute], first_error: ProviderErr
         else:
             _job_complete(job=job, result=outcome, provider=route.provider)
         return
-    job_fail(job=job, code=last_error.code, message=last_error.message)
+    job_fail(job=job, code=last_error.code, message=last_error.message, owner=job.lease_owner)
 
 
 def _routes_after(model: AIModel, route: ModelRoute) -> list[ModelRoute]:
@@ -176,12 +264,16 @@ def _routes_after(model: AIModel, route: ModelRoute) -> list[ModelRoute]:
 
 def _job_wait(job: Job, route: ModelRoute, pending: Pending) -> None:
     delay = pending.retry_after if pending.retry_after is not None else settings.JOB_POLL_INTERVAL_SECONDS
-    updated = Job.objects.filter(pk=job.pk, status=Job.Status.PROCESSING).update(
+    # While it waits on the upstream no worker holds it: the lease ends, the poll messages take over.
+    updated = Job.objects.filter(pk=job.pk, status=Job.Status.PROCESSING, lease_owner=job.lease_owner).update(
         route=route,
         provider=route.provider,
         upstream_id=pending.upstream_id or job.upstream_id,
         upstream_state=pending.state,
         poll_at=timezone.now() + timedelta(seconds=delay),
+        lease_owner="",
+        lease_expires_at=None,
+        requeues=0,
     )
     if updated:
         job_poll_enqueue(job_id=job.pk, delay=delay)
@@ -194,27 +286,49 @@ def job_poll_enqueue(*, job_id: str, delay: float = 0) -> None:
 
 
 def _job_complete(*, job: Job, result: RunResult, provider: str) -> None:
+    """The one way a job completes: its outputs and its charge are committed together, by the run holding it."""
     # Text the database cannot hold (a NUL in an uploaded text file) would fail the write below after the files
     # were stored: fail the job before writing anything.
     problem = data_problem([[data.text, data.data] for data in result.outputs], root="outputs")
     if problem:
         job_fail(job=job, code="provider_error", message=f"The output cannot be stored: it {problem[1]}.")
         return
-    # Files are written before the transaction; should it roll back they are orphans, never missing outputs.
+    # Files are written before the transaction, so their names are recorded on the job first: if the worker dies
+    # before the commit, the lease sweeper removes them (staged_files); if the run lost the job, it removes them.
     rows = [_output_row(job, position, data) for position, data in enumerate(result.outputs)]
-    with transaction.atomic():
-        finished = Job.objects.filter(pk=job.pk, status=Job.Status.PROCESSING).update(
-            status=Job.Status.COMPLETED, completed_at=timezone.now(), provider=provider, usage=result.usage
-        )
-        if not finished:
-            # Timed out (and released) by the sweeper while running: keep nothing, charge nothing.
-            for row in rows:
-                if row.file:
-                    row.file.delete(save=False)
-            return
-        Output.objects.bulk_create(rows)
-        if job.hold_id:
-            hold_settle(hold=job.hold, reference=job.pk)
+    staged = [row.file.name for row in rows if row.file.name]
+    if staged and not _running(job).update(staged_files=staged):
+        return  # the job was recovered or ended meanwhile: write nothing
+    contents = [data.content for data in result.outputs]
+    try:
+        for row, content in zip(rows, contents, strict=True):
+            if row.file.name:
+                _staged_write(row, content)
+        with transaction.atomic():
+            finished = _running(job).transition(
+                source=Job.Status.PROCESSING,
+                target=Job.Status.COMPLETED,
+                completed_at=timezone.now(),
+                provider=provider,
+                usage=result.usage,
+                staged_files=[],
+                lease_expires_at=None,
+            )
+            if finished:
+                Output.objects.bulk_create(rows)
+                if job.hold_id:
+                    hold_settle(hold=job.hold, reference=job.pk)
+    except BaseException:
+        _files_delete(staged)  # SoftTimeLimitExceeded or a lost database mid-way: nothing was committed
+        raise
+    if not finished:
+        # Timed out, cancelled or recovered by a sweeper while running: keep nothing, charge nothing.
+        _files_delete(staged)
+
+
+def _running(job: Job):
+    """The job, while the run that loaded it still holds it."""
+    return Job.objects.filter(pk=job.pk, status=Job.Status.PROCESSING, lease_owner=job.lease_owner)
 
 
 def _output_row(job: Job, position: int, data: OutputData) -> Output:
@@ -231,35 +345,76 @@ def _output_row(job: Job, position: int, data: OutputData) -> Output:
         duration_seconds=data.duration_seconds,
     )
     if data.content:
-        row.file.save(data.file_name, ContentFile(data.content), save=False)
+        row.file.name = row.file.field.generate_filename(row, data.file_name)  # a fresh random folder
         row.file_size = len(data.content)
     return row
 
 
-def job_fail(*, job: Job, code: str, message: str) -> bool:
-    """Fails a job that has not finished and returns its whole hold. True if this call failed it."""
+def _staged_write(row: Output, content: bytes) -> None:
+    saved = row.file.storage.save(row.file.name, ContentFile(content), max_length=row.file.field.max_length)
+    if saved != row.file.name:  # never with the random folders; should a storage rename it, keep both removable
+        Job.objects.filter(pk=row.job_id).update(staged_files=[*_staged_of(row.job_id), saved])
+        row.file.name = saved
+
+
+def _staged_of(job_id: str) -> list[str]:
+    return Job.objects.filter(pk=job_id).values_list("staged_files", flat=True).first() or []
+
+
+def _files_delete(names: list[str]) -> None:
+    storage = Output._meta.get_field("file").storage
+    for name in names:
+        try:
+            storage.delete(name)
+        except Exception:
+            logger.warning("Could not delete the staged file %s", name, exc_info=True)
+
+
+def _staged_remove(job_id: str) -> None:
+    """Deletes what an unfinished run wrote and never committed as outputs. Called inside the transaction that
+    ended or recovered the job, which holds its row: should that transaction roll back, the job still lists them."""
+    names = _staged_of(job_id)
+    if names:
+        _files_delete(names)
+        Job.objects.filter(pk=job_id).update(staged_files=[])
+
+
+def job_fail(*, job: Job, code: str, message: str, owner: str | None = None) -> bool:
+    """The one way a job fails: it ends and its whole hold comes back. True if this call failed it.
+
+    A run passes its `owner` token: a run that lost the job (its lease lapsed and the job went on elsewhere) then
+    fails nothing. Files the unfinished run wrote are deleted.
+    """
+    unfinished = Job.objects.filter(pk=job.pk)
+    if owner is not None:
+        unfinished = unfinished.filter(lease_owner=owner)
     with transaction.atomic():
-        failed = Job.objects.filter(pk=job.pk, status__in=[Job.Status.QUEUED, Job.Status.PROCESSING]).update(
-            status=Job.Status.FAILED,
+        failed = unfinished.transition(
+            source=[Job.Status.QUEUED, Job.Status.PROCESSING],
+            target=Job.Status.FAILED,
             completed_at=timezone.now(),
             error_code=code,
             error_message=message[:2000],
+            lease_expires_at=None,
         )
-        if failed and job.hold_id:
-            hold_release(hold=job.hold, reason=f"Job failed: {code}", reference=job.pk)
+        if failed:
+            _staged_remove(job.pk)
+            if job.hold_id:
+                hold_release(hold=job.hold, reason=f"Job failed: {code}", reference=job.pk)
     return bool(failed)
 
 
 def job_cancel(*, job: Job) -> bool:
-    """Cancels a job that has not finished and returns its hold. True if this call cancelled it.
+    """The one way a job is cancelled: it ends and its hold comes back. True if this call cancelled it.
 
     A queued job always can be; a processing one only while it waits on an upstream, which is asked to stop.
     """
     with transaction.atomic():
-        canceled = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
-            status=Job.Status.CANCELED, completed_at=timezone.now()
-        ) or Job.objects.filter(pk=job.pk, status=Job.Status.PROCESSING, poll_at__isnull=False).update(
-            status=Job.Status.CANCELED, completed_at=timezone.now()
+        now = timezone.now()
+        canceled = Job.objects.filter(pk=job.pk).transition(
+            source=Job.Status.QUEUED, target=Job.Status.CANCELED, completed_at=now
+        ) or Job.objects.filter(pk=job.pk, poll_at__isnull=False).transition(
+            source=Job.Status.PROCESSING, target=Job.Status.CANCELED, completed_at=now
         )
         if canceled and job.hold_id:
             hold_release(hold=job.hold, reason="Job canceled", reference=job.pk)
@@ -310,31 +465,125 @@ def job_refund(*, job: Job, reason: str, created_by=None) -> bool:
     return hold_refund(hold=job.hold, reason=reason, created_by=created_by, reference=job.pk)
 
 
+ENQUEUE_GRACE_SECONDS = 10  # between a job's commit and its first send; after that an unsent message is lost
+REQUEUE_BACKOFF_DOUBLINGS = 6  # a message re-sent again and again waits at most 64 times JOB_REQUEUE_AFTER_SECONDS
+
+
 def jobs_requeue_lost() -> int:
-    """Enqueues again what lost its message: queued jobs never picked up, and upstream jobs whose poll vanished."""
+    """Sends again only the messages that are really lost, so a backlog never multiplies the broker's messages:
+
+    - a queued job whose message never reached the broker (it was down at submit, or the process died between
+      commit and enqueue): at once, after a short grace;
+    - a queued job whose message did reach it: only while the broker's queue holds fewer messages than the jobs
+      waiting on one (some were lost, e.g. a broker restarted without persistence), the oldest first, each once
+      per back-off (JOB_REQUEUE_AFTER_SECONDS, doubled by every re-send);
+    - a job parked on an upstream whose poll is overdue by JOB_REQUEUE_AFTER_SECONDS: once per back-off.
+    Returns how many messages it sent.
+    """
     now = timezone.now()
-    cutoff = now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
-    queued = list(
-        Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__lt=cutoff).values_list("pk", flat=True)[:500]
-    )
-    Job.objects.filter(pk__in=queued).update(enqueued_at=now)
-    for job_id in queued:
-        job_enqueue(job_id=job_id)
-    waiting = list(
-        Job.objects.filter(status=Job.Status.PROCESSING, poll_at__lt=cutoff).values_list("pk", flat=True)[:500]
-    )
-    for job_id in waiting:
-        job_poll_enqueue(job_id=job_id)
-    return len(queued) + len(waiting)
+    sent = 0
+    grace = now - timedelta(seconds=ENQUEUE_GRACE_SECONDS)
+    never_sent = Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__isnull=True, created_at__lt=grace)
+    never_sent = never_sent.order_by("created_at")
+    for job_id in never_sent.values_list("pk", flat=True)[:500]:
+        if not job_enqueue(job_id=job_id):
+            return sent  # the broker is still down: the next sweep tries again
+        sent += 1
+    sent += _jobs_requeue_missing(now)
+    overdue = Job.objects.filter(
+        status=Job.Status.PROCESSING, poll_at__lt=now - _requeue_after(0), lease_expires_at__isnull=True
+    ).order_by("poll_at")
+    for job_id, poll_at, requeues in overdue.values_list("pk", "poll_at", "requeues")[:500]:
+        if poll_at < now - _requeue_after(requeues):
+            Job.objects.filter(pk=job_id, poll_at=poll_at).update(poll_at=now, requeues=F("requeues") + 1)
+            job_poll_enqueue(job_id=job_id)
+            sent += 1
+    return sent
+
+
+def _jobs_requeue_missing(now) -> int:
+    waiting = Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__isnull=False)
+    in_broker = queue_size(settings.CELERY_TASK_DEFAULT_QUEUE)
+    if in_broker is None:
+        return 0  # the broker cannot tell: presume nothing lost
+    # Messages a worker has reserved but not started are not in the queue any more; the back-off bounds those.
+    missing = waiting.count() - in_broker
+    if missing <= 0:
+        return 0  # a backlog: every waiting job still has its message
+    sent = 0
+    oldest = waiting.filter(enqueued_at__lt=now - _requeue_after(0)).order_by("enqueued_at")
+    for job_id, enqueued_at, requeues in oldest.values_list("pk", "enqueued_at", "requeues")[: min(missing, 500)]:
+        if enqueued_at >= now - _requeue_after(requeues):
+            continue
+        if not job_enqueue(job_id=job_id):
+            break
+        Job.objects.filter(pk=job_id).update(requeues=F("requeues") + 1)
+        sent += 1
+    return sent
+
+
+def _requeue_after(requeues: int) -> timedelta:
+    return timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS * 2 ** min(requeues, REQUEUE_BACKOFF_DOUBLINGS))
+
+
+def jobs_recover_lapsed() -> int:
+    """Recovers the jobs whose worker stopped renewing their lease (killed, its machine lost); see job_recover."""
+    lapsed = Job.objects.filter(status=Job.Status.PROCESSING, lease_expires_at__lt=timezone.now())
+    return sum(1 for job_id in lapsed.values_list("pk", flat=True)[:500] if job_recover(job_id=job_id))
+
+
+WORKER_LOST_MESSAGE = "The worker running the job stopped; your credits were returned."
+
+
+def job_recover(*, job_id: str) -> str | None:
+    """One job whose lease lapsed. The files its lost run wrote are removed, then it is
+
+    - "polled" again if the run was polling an upstream (the upstream still has the job);
+    - "retried" on another worker if nothing may have reached a paid upstream (a local engine ran it, or no route
+      had started) and it has attempts left (JOB_MAX_ATTEMPTS): its hold stays, so it is charged at most once;
+    - "failed" with `worker_lost` and its whole hold released otherwise: a run that may have reached an upstream
+      is never re-sent blindly.
+    Returns which, or None when the job is not (or no longer) lapsed.
+    """
+    with transaction.atomic():
+        job = (
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(pk=job_id, status=Job.Status.PROCESSING, lease_expires_at__lt=timezone.now())
+            .first()
+        )
+        if job is None:
+            return None
+        logger.warning("Job %s: the lease of %s lapsed (attempt %s)", job.pk, job.lease_owner, job.attempts)
+        _staged_remove(job.pk)
+        lapsed = Job.objects.filter(pk=job.pk, lease_owner=job.lease_owner)
+        if job.poll_at is not None:
+            lapsed.update(lease_owner="", lease_expires_at=None, poll_at=timezone.now())
+            transaction.on_commit(lambda: job_poll_enqueue(job_id=job.pk))
+            return "polled"
+        if job.attempts < settings.JOB_MAX_ATTEMPTS and job.provider in ("", LOCAL):
+            lapsed.transition(
+                source=Job.Status.PROCESSING,
+                target=Job.Status.QUEUED,
+                lease_owner="",
+                lease_expires_at=None,
+                enqueued_at=None,
+                provider="",
+                route=None,
+            )
+            transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
+            return "retried"
+        job_fail(job=job, code="worker_lost", message=WORKER_LOST_MESSAGE, owner=job.lease_owner)
+        return "failed"
 
 
 def jobs_fail_stuck() -> int:
-    """Fails jobs processing longer than JOB_TIMEOUT_SECONDS (a worker died, an upstream hangs); returns holds."""
+    """Fails jobs processing longer than JOB_TIMEOUT_SECONDS (a hung run, an upstream that never ends); returns
+    their holds. A dead worker's job is recovered much sooner, by its lapsed lease (jobs_recover_lapsed)."""
     cutoff = timezone.now() - timedelta(seconds=settings.JOB_TIMEOUT_SECONDS)
     stuck = Job.objects.filter(status=Job.Status.PROCESSING, started_at__lt=cutoff).select_related("hold")[:500]
     failed = 0
     for job in stuck:
-        if job_fail(job=job, code="timeout", message="The job took too long and was stopped."):
+        if job_fail(job=job, code="timeout", message=TIMEOUT_MESSAGE):
             failed += 1
             _upstream_cancel(job)
     return failed

@@ -10,69 +10,13 @@ from django.utils import timezone
 
 from apps.billing.models import LedgerEntry
 from apps.billing.services import wallet_get
-from apps.catalog.models import AIModel, ModelRoute, ProviderAccount
-from apps.generations import providers
+from apps.catalog.models import AIModel, ModelRoute
 from apps.generations.admin import JobAdmin
 from apps.generations.models import Job
-from apps.generations.providers import OutputData, Provider, ProviderError, RunResult
-from apps.generations.services import job_create, job_refund, job_run, jobs_fail_stuck, jobs_requeue_lost
+from apps.generations.services import job_create, job_refund, job_run, jobs_fail_stuck
+from tests.generations.conftest import BrokenProvider, EchoProvider, stored_files, submit
 
 pytestmark = pytest.mark.django_db
-
-
-class BrokenProvider(Provider):
-    """A provider whose upstream always answers 5xx (retryable) — a stand-in for an outage."""
-
-    kind = "broken"
-    needs_api_key = False
-    calls = 0
-
-    def run(self, *, upstream_model, params, input):
-        BrokenProvider.calls += 1
-        raise ProviderError("Upstream answered 503.", retryable=upstream_model == "retryable")
-
-
-class EchoProvider(Provider):
-    kind = "echo"
-    needs_api_key = False
-
-    def run(self, *, upstream_model, params, input):
-        return RunResult(
-            outputs=[
-                OutputData(
-                    type="text",
-                    content_type="text/plain",
-                    file_name="out.txt",
-                    content=input["prompt"].encode(),
-                    text=input["prompt"],
-                )
-            ]
-        )
-
-
-@pytest.fixture
-def test_providers(monkeypatch, db):
-    monkeypatch.setitem(providers.PROVIDERS, "broken", f"{__name__}.BrokenProvider")
-    monkeypatch.setitem(providers.PROVIDERS, "echo", f"{__name__}.EchoProvider")
-    for slug in ("broken", "echo"):
-        ProviderAccount.objects.create(slug=slug, kind=slug, enabled=True)
-    BrokenProvider.calls = 0
-
-
-@pytest.fixture
-def text_model(db):
-    return AIModel.objects.create(
-        public_model="test/echo",
-        product_id="test/echo",
-        label="Echo",
-        category="text-to-text",
-        input_schema={"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]},
-        price_micro=500_000,
-    )
-
-
-def submit(user, model, prompt="hello"):
-    return job_create(user=user, model=model, input={"prompt": prompt})
 
 
 def test_it_completes_a_job_and_keeps_exactly_the_quote(catalog, alice):
@@ -152,18 +96,6 @@ def test_it_records_an_unexpected_crash_as_a_failure_with_a_safe_message(alice, 
     assert wallet_get(user=alice).balance_micro == 10_000_000
 
 
-def test_it_re_enqueues_jobs_whose_message_was_lost(alice, text_model, test_providers, monkeypatch):
-    ModelRoute.objects.create(model=text_model, provider="echo", upstream_model="echo")
-    job = submit(alice, text_model)
-    fresh = submit(alice, text_model)
-    Job.objects.filter(pk=job.pk).update(enqueued_at=timezone.now() - timedelta(minutes=10))
-    enqueued = []
-    monkeypatch.setattr("apps.generations.services.job_enqueue", lambda *, job_id: enqueued.append(job_id))
-    assert jobs_requeue_lost() == 1
-    assert enqueued == [job.pk] and fresh.pk not in enqueued
-    assert jobs_requeue_lost() == 0  # enqueued_at moved on: not again at the next sweep
-
-
 def test_it_fails_stuck_jobs_and_releases_their_hold_once(alice, text_model, test_providers):
     ModelRoute.objects.create(model=text_model, provider="echo", upstream_model="echo")
     job = submit(alice, text_model)
@@ -175,21 +107,27 @@ def test_it_fails_stuck_jobs_and_releases_their_hold_once(alice, text_model, tes
     assert wallet_get(user=alice).balance_micro == 10_000_000
 
 
-def test_it_keeps_nothing_from_a_run_that_finishes_after_its_timeout(alice, text_model, test_providers, monkeypatch):
+def test_it_keeps_nothing_from_a_run_that_finishes_after_its_timeout(
+    alice, text_model, test_providers, monkeypatch, media_root
+):
     ModelRoute.objects.create(model=text_model, provider="echo", upstream_model="echo")
     job = submit(alice, text_model)
+    engine_run = EchoProvider.run  # the real engine, called by the slow stand-in below (not by itself)
 
     def slow_run(self, **kwargs):
         # While the engine "runs", the sweeper times the job out and releases its hold.
         Job.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(hours=2))
-        jobs_fail_stuck()
-        return EchoProvider.run(self, **kwargs)
+        assert jobs_fail_stuck() == 1
+        return engine_run(self, **kwargs)
 
     monkeypatch.setattr(EchoProvider, "run", slow_run)
     job_run(job_id=job.pk)
     job.refresh_from_db()
-    assert job.status == "failed" and job.outputs.count() == 0
+    assert (job.status, job.error_code) == ("failed", "timeout")
+    assert job.outputs.count() == 0 and job.staged_files == []
+    assert stored_files(media_root) == []  # the run's result was never written
     assert wallet_get(user=alice).balance_micro == 10_000_000
+    assert LedgerEntry.objects.filter(wallet__user=alice, kind="refund").count() == 1
 
 
 def test_admins_can_refund_a_completed_job_once(catalog, alice, admin_user):
