@@ -37,6 +37,9 @@ def pytest_configure(config):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    # The fake upstream servers listen on loopback, as an admin's self-hosted engine would on the LAN: allowed for
+    # provider base URLs only (user-supplied URLs still may not reach it), as FETCH_PRIVATE_HOST_ALLOWLIST says.
+    settings.FETCH_PRIVATE_HOST_ALLOWLIST = ["127.0.0.1"]
     # Each run gets its own queue, so a leftover message of an earlier run is never picked up.
     settings.CELERY_TASK_DEFAULT_QUEUE = f"kiwiwhale-test-{uuid.uuid4().hex[:8]}"
     from kiwiwhale.celery import app
@@ -146,6 +149,7 @@ def celery_worker_process(django_db_setup, django_db_blocker):
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
         "DB_CONN_MAX_AGE": "0",
+        "FETCH_PRIVATE_HOST_ALLOWLIST": "127.0.0.1",
     }
     (ROOT / "var").mkdir(exist_ok=True)
     log = open(ROOT / "var" / "test-worker.log", "w")  # noqa: SIM115 - closed at teardown
