@@ -17,6 +17,7 @@ import io
 import json
 import math
 import re
+import socket
 import struct
 import threading
 import uuid
@@ -438,3 +439,72 @@ def mp4_bytes(seconds: float, width: int = 64, height: int = 48, fps: int = 10) 
         for packet in stream.encode():
             container.mux(packet)
     return buffer.getvalue()
+
+
+# --- A proxy that drops connections ---------------------------------------------------------------------------
+
+
+class DroppingProxy:
+    """A real TCP proxy on 127.0.0.1 in front of a fake: it passes each request on, reads the whole answer, and
+    for the requests `drop(method, path)` picks closes the client's connection instead of relaying it — the
+    upstream did the work, the answer was lost on the way (a load balancer restart, a network cut)."""
+
+    def __init__(self, upstream_url: str, drop):
+        self.upstream = urlsplit(upstream_url)
+        self.drop = drop
+        self.dropped: list[tuple[str, str]] = []
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def start(self) -> "DroppingProxy":
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._listener.close()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket):
+        with client:
+            request = _read_http_message(client)
+            if not request:
+                return
+            method, path = request.split(b" ", 2)[:2]
+            with socket.create_connection((self.upstream.hostname, self.upstream.port)) as upstream:
+                upstream.sendall(request)
+                answer = b"".join(iter(lambda: upstream.recv(65536), b""))  # the fakes close after answering
+            if self.drop(method.decode(), path.decode()):
+                self.dropped.append((method.decode(), path.decode()))
+                return  # closed without a byte of the answer
+            client.sendall(answer)
+
+
+def _read_http_message(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        0,
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    # The fakes answer HTTP/1.0 and close; ask for that so the answer's end is the connection's end.
+    head = head.replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+    return head + b"\r\n\r\n" + body

@@ -10,7 +10,7 @@ from apps.generations.providers import Pending, ProviderConfig, ProviderError, R
 from apps.generations.providers.replicate import ReplicateProvider
 from apps.generations.services import job_cancel, job_create, job_poll, job_run
 from tests.providers.conftest import account_connect
-from tests.providers.fakes import answer, png_bytes, wav_bytes
+from tests.providers.fakes import DroppingProxy, answer, png_bytes, wav_bytes
 
 MODEL = "acme/painter"
 
@@ -286,3 +286,36 @@ def test_a_malformed_prediction_is_a_retryable_error(replicate_fake, body):
     with pytest.raises(ProviderError) as info:
         _replicate(replicate_fake).run(upstream_model=MODEL, params={}, input={"p": 1})
     assert (info.value.code, info.value.retryable) == ("upstream_malformed", True)
+
+
+@pytest.mark.django_db
+def test_a_create_whose_answer_a_proxy_drops_is_adopted_not_sent_again(alice, catalog, replicate_fake, polls):
+    # A real proxy between us and Replicate cuts the connection after Replicate created the prediction.
+    proxy = DroppingProxy(replicate_fake.url, drop=lambda method, path: method == "POST").start()
+    try:
+        account_connect("replicate", base_url=f"{proxy.url}/v1", api_key=replicate_fake.key)
+        job = _z_image_job(alice)
+        job_run(job_id=job.pk)
+        job.refresh_from_db()
+    finally:
+        proxy.stop()
+    assert proxy.dropped == [("POST", "/v1/models/prunaai/z-image-turbo/predictions")]
+    assert len(replicate_fake.seen("POST")) == 1 and len(replicate_fake.predictions) == 1
+    assert job.status == "completed", job.error_message
+    assert wallet_get(user=alice).balance_micro == 9_950_000 and _refunds(alice) == 0
+
+
+def test_a_read_whose_answer_a_proxy_drops_is_read_again(replicate_fake):
+    pending = _replicate(replicate_fake).run(upstream_model=MODEL, params={}, input={"prompt": "p"})
+    drops = iter([True, False])
+    proxy = DroppingProxy(replicate_fake.url, drop=lambda method, path: method == "GET" and next(drops, False)).start()
+    try:
+        provider = ReplicateProvider(
+            ProviderConfig(slug="replicate", api_key=replicate_fake.key, base_url=f"{proxy.url}/v1")
+        )
+        state = {**pending.state, "get_url": pending.state["get_url"].replace(replicate_fake.url, proxy.url)}
+        # Each read steps the fake's prediction (starting → processing → succeeded): the lost one counted too.
+        assert isinstance(provider.poll(upstream_model=MODEL, params={}, input={}, state=state), RunResult)
+    finally:
+        proxy.stop()
+    assert len(proxy.dropped) == 1 and len(replicate_fake.seen("GET", f"/v1/predictions/{pending.upstream_id}")) == 2
