@@ -359,6 +359,9 @@ IDEMPOTENCY_LEASE_SECONDS = env.float("IDEMPOTENCY_LEASE_SECONDS", default=15.0)
 FETCH_MAX_BYTES = env.int("FETCH_MAX_BYTES", default=50 * 1024 * 1024)
 FETCH_TIMEOUT_SECONDS = env.float("FETCH_TIMEOUT_SECONDS", default=20.0)
 FETCH_ALLOW_PRIVATE_ADDRESSES = env.bool("FETCH_ALLOW_PRIVATE_ADDRESSES", default=False)
+# Hosts (names, addresses or networks) a provider account's base URL may reach on a private network: self-hosted
+# engines (ComfyUI, Ollama…). User-supplied URLs never reach them. See docs/providers.md.
+FETCH_PRIVATE_HOST_ALLOWLIST = env.list("FETCH_PRIVATE_HOST_ALLOWLIST", default=[])
 # Media inputs of the local engines: the longest audio or video accepted, and how long one ffmpeg run may take.
 MEDIA_MAX_SECONDS = env.float("MEDIA_MAX_SECONDS", default=600.0)
 MEDIA_TIMEOUT_SECONDS = env.float("MEDIA_TIMEOUT_SECONDS", default=300.0)
@@ -369,6 +372,7 @@ UPSTREAM_TIMEOUT_SECONDS = env.float("UPSTREAM_TIMEOUT_SECONDS", default=60.0)
 UPSTREAM_RETRIES = env.int("UPSTREAM_RETRIES", default=2)
 UPSTREAM_RETRY_BASE_SECONDS = env.float("UPSTREAM_RETRY_BASE_SECONDS", default=1.0)
 UPSTREAM_MAX_DOWNLOAD_BYTES = env.int("UPSTREAM_MAX_DOWNLOAD_BYTES", default=500 * 1024 * 1024)
+UPSTREAM_DOWNLOAD_TIMEOUT_SECONDS = env.float("UPSTREAM_DOWNLOAD_TIMEOUT_SECONDS", default=600.0)
 JOB_POLL_INTERVAL_SECONDS = env.float("JOB_POLL_INTERVAL_SECONDS", default=3.0)
 # Site pages: the showroom, blog and contact form.
 DISCORD_URL = env.str("DISCORD_URL", default="")

@@ -37,6 +37,9 @@ def pytest_configure(config):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    # The fake upstream servers listen on loopback, as an admin's self-hosted engine would on the LAN: allowed for
+    # provider base URLs only (user-supplied URLs still may not reach it), as FETCH_PRIVATE_HOST_ALLOWLIST says.
+    settings.FETCH_PRIVATE_HOST_ALLOWLIST = ["127.0.0.1"]
     # Each run gets its own queue, so a leftover message of an earlier run is never picked up.
     settings.CELERY_TASK_DEFAULT_QUEUE = f"kiwiwhale-test-{uuid.uuid4().hex[:8]}"
     from kiwiwhale.celery import app
@@ -199,6 +202,7 @@ def service_env(**extra) -> dict:
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
         "DB_CONN_MAX_AGE": "0",
         "SERVE_PLAIN_HTTP": "1",
+        "FETCH_PRIVATE_HOST_ALLOWLIST": "127.0.0.1",  # the loopback fakes, as pytest_configure allows in-process
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         **extra,
     }

@@ -4,13 +4,11 @@ import contextlib
 import hashlib
 import logging
 import secrets
-import socket
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-import httpx
 from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
@@ -37,7 +35,7 @@ from apps.billing.models import (
     Wallet,
 )
 from kiwiwhale.lib.ratelimit import rate_limit_hit
-from kiwiwhale.lib.safe_fetch import address_is_public
+from kiwiwhale.lib.safe_fetch import FetchError, safe_request
 from kiwiwhale.lib.tasks import task_enqueue
 
 logger = logging.getLogger(__name__)
@@ -1395,22 +1393,16 @@ def low_balance_notify(*, wallet_id: int) -> bool:
 
 
 def _webhook_post(url: str, body: dict) -> bool:
-    """POSTs a notice to an account's own URL: public addresses only (no SSRF), short timeout, no retry."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return False
+    """POSTs a notice to an account's own URL through the outbound guard (address checked and pinned, public only),
+    short timeout, no redirect, no retry."""
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-        addresses = {info[4][0] for info in infos}
-        if not settings.FETCH_ALLOW_PRIVATE_ADDRESSES and not all(map(address_is_public, addresses)):
-            logger.warning("Low-balance webhook to a non-public address refused: %s", parts.hostname)
-            return False
-        with httpx.Client(timeout=10.0, follow_redirects=False, trust_env=False) as client:
-            response = client.post(url, json=body, headers={"User-Agent": "KiwiWhale-billing/1"})
-        return response.is_success
-    except (OSError, httpx.HTTPError, ValueError):
-        logger.warning("Low-balance webhook to %s failed", parts.hostname, exc_info=True)
+        response = safe_request(
+            "POST", url, json=body, headers={"User-Agent": "KiwiWhale-billing/1"}, timeout=10.0, max_bytes=64 * 1024
+        )
+    except FetchError as exc:
+        logger.warning("Low-balance webhook to %s failed: %s", urlsplit(url).hostname, exc)
         return False
+    return response.is_success
 
 
 def _email(user, template: str, *, subject: str, context: dict) -> None:

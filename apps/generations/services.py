@@ -174,7 +174,8 @@ def _lease_renew_until(job_id: str, owner: str, stop: threading.Event) -> None:
 
 
 def job_poll(*, job_id: str) -> None:
-    """Checks a long upstream job once: completes it, waits again, or falls back to the next route."""
+    """Checks a long upstream job once: completes it, waits again, fails it (a final upstream error), or, when the
+    upstream stays unavailable, cancels the upstream request and falls back to the next route."""
     job = Job.objects.select_related("model", "hold", "route").filter(pk=job_id, status=Job.Status.PROCESSING).first()
     if job is None or job.route is None:
         return
@@ -203,6 +204,10 @@ def _job_poll_once(job: Job) -> None:
             _job_wait(job, route, Pending(state={**job.upstream_state, "poll_errors": errors}))
             return
         provider_health_record(slug=route.provider, error=exc.message)
+        if not exc.retryable:  # a final answer (content policy, invalid input): no other route runs it
+            job_fail(job=job, code=exc.code, message=exc.message)
+            return
+        _upstream_cancel(job)  # abandoned for the next route: ask it to stop, so it is not run (and paid) twice
         _job_try_routes(job, _routes_after(job.model, route), first_error=exc)
         return
     except SoftTimeLimitExceeded:

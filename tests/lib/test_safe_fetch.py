@@ -5,16 +5,27 @@ the test starts on loopback, and host names are answered by a fake `getaddrinfo`
 """
 
 import base64
+import json
 import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
+import httpx
 import pytest
 
 from kiwiwhale.lib import safe_fetch
-from kiwiwhale.lib.safe_fetch import MAX_REDIRECTS, FetchError, address_is_public, fetch
+from kiwiwhale.lib.safe_fetch import (
+    MAX_REDIRECTS,
+    AddressRefused,
+    FetchError,
+    GuardedTransport,
+    address_is_public,
+    deadline,
+    fetch,
+    safe_request,
+)
 
 PNG_1X1 = base64.b64decode(
     "iVBORw0KGgoAAAANSUHEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
@@ -33,6 +44,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.seen.append({"path": self.path, "host": self.headers["Host"]})
         route = url.path.strip("/").split("/")[0]
         getattr(self, f"_{route.replace('-', '_')}", self._file)(query)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.seen.append({"path": self.path, "host": self.headers["Host"], "body": body})
+        if self.path.startswith("/redirect"):
+            return self._redirect({"to": "/file", "status": "307"})
+        answer = {"got": json.loads(body or b"null"), "type": self.headers["Content-Type"]}
+        self._send(202, json.dumps(answer).encode(), [("Content-Type", "application/json"), ("X-Seen", "yes")])
 
     def _send(self, status, body=b"", headers=()):
         self.send_response(status)
@@ -518,3 +537,163 @@ class TestRedirectsWithThePrivateAddressCheckOn:
     def test_it_follows_a_relative_redirect_on_the_same_host(self, server):
         fetched = fetch(f"http://public.example:{server.server_port}/redirect?to=../file/a.txt")
         assert fetched.file_name == "a.txt"
+
+
+# --- One deadline over connect, headers and body ---------------------------------------------------------
+
+
+@pytest.fixture
+def dribbler():
+    """A real server on 127.0.0.1 that answers every connection with a status line, then one header byte every
+    0.1 s for a minute: no single read ever times out."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def serve(conn):
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(600):
+                    if stop.wait(0.1):
+                        return
+                    conn.sendall(b"z")
+            except OSError:
+                pass  # the client gave up, as it must
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    listener.close()
+
+
+def test_it_cuts_off_headers_that_dribble_in_at_the_deadline(dribbler, loopback_allowed):
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="Timed out"):
+        fetch(f"{dribbler}/file", timeout=0.6)
+    assert time.monotonic() - started < 1.5  # not one read timeout per byte (600 bytes: a minute)
+
+
+def test_the_deadline_also_bounds_a_request_with_a_body(dribbler, loopback_allowed):
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="Timed out"):
+        safe_request("POST", f"{dribbler}/hook", json={"event": "x"}, timeout=0.6)
+    assert time.monotonic() - started < 1.5
+
+
+def test_an_httpx_client_on_the_guarded_transport_keeps_the_deadline(dribbler, loopback_allowed):
+    started = time.monotonic()
+    with (
+        httpx.Client(transport=GuardedTransport(), timeout=30) as client,
+        deadline(0.6),
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        client.get(f"{dribbler}/x")
+    assert time.monotonic() - started < 1.5
+
+
+# --- Redirects the fetcher does not follow -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["data:text/plain,hello", "DATA:text/html;base64,PGgxPmhpPC9oMT4=", " data:,x"])
+def test_it_refuses_a_redirect_to_a_data_url_with_a_fetch_error(server, loopback_allowed, target):
+    with pytest.raises(FetchError, match="redirect to a data: URL"):
+        fetch(f"{server.base}/redirect?to=" + quote(target, safe=""))
+
+
+def test_it_refuses_a_redirect_to_a_malformed_url_with_a_fetch_error(server, loopback_allowed):
+    with pytest.raises(FetchError):
+        fetch(f"{server.base}/redirect?to=" + quote("http://[::1/x", safe=""))
+
+
+# --- safe_request: a request with a body to a user URL -----------------------------------------------------
+
+
+def test_safe_request_posts_a_json_body_and_returns_the_answer(server, loopback_allowed):
+    server.seen.clear()
+    answer = safe_request("POST", f"{server.base}/hook", json={"event": "low_balance"}, headers={"X-Sig": "s"})
+    assert (answer.status, answer.is_success, answer.headers["x-seen"]) == (202, True, "yes")
+    assert json.loads(answer.content) == {"got": {"event": "low_balance"}, "type": "application/json"}
+    assert server.seen[-1]["body"] == b'{"event": "low_balance"}'
+
+
+def test_safe_request_does_not_follow_redirects(server, loopback_allowed):
+    server.seen.clear()
+    answer = safe_request("POST", f"{server.base}/redirect", content=b"{}")
+    assert answer.status == 307 and answer.headers["location"] == "/file"
+    assert len(server.seen) == 1
+
+
+def test_safe_request_caps_the_body_it_reads(server, loopback_allowed):
+    with pytest.raises(FetchError, match="larger than 100 bytes"):
+        safe_request("GET", f"{server.base}/sized?n=5000", max_bytes=100)
+
+
+def test_safe_request_refuses_private_addresses(server, private_refused, fake_dns):
+    fake_dns["hooks.example"] = ["10.1.2.3"]
+    for url in (f"{server.base}/hook", "http://hooks.example/hook", "http://169.254.169.254/"):
+        with pytest.raises(AddressRefused, match="private, loopback or reserved"):
+            safe_request("POST", url, json={})
+    assert safe_request.__doc__
+
+
+def test_it_resolves_the_name_once_and_connects_to_that_address(server, loopback_allowed, fake_dns, monkeypatch):
+    # The name answers 127.0.0.1 once, then an address nobody listens on: a second resolution would fail.
+    answers = [["127.0.0.1"], ["192.0.2.1"]]
+    lookups = []
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host == "rebinding.example":
+            lookups.append(host)
+            fake_dns[host] = answers[min(len(lookups), 2) - 1]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    fake_dns["rebinding.example"] = ["127.0.0.1"]
+    assert fetch(f"http://rebinding.example:{server.server_port}/file").content == b"hello, world"
+    assert lookups == ["rebinding.example"]
+
+
+# --- Private hosts an admin allows for self-hosted engines -------------------------------------------------
+
+
+class TestThePrivateHostAllowlist:
+    @pytest.fixture(autouse=True)
+    def _off(self, private_refused, fake_dns):
+        private_refused.FETCH_PRIVATE_HOST_ALLOWLIST = []
+        fake_dns["comfy.lan"] = ["127.0.0.1"]
+        fake_dns["other.lan"] = ["127.0.0.1"]
+
+    def _get(self, url, trusted_host):
+        with httpx.Client(transport=GuardedTransport(trusted_host=trusted_host), trust_env=False) as client:
+            return client.get(url)
+
+    def test_a_trusted_host_not_allowlisted_is_refused_with_the_setting_named(self, server):
+        with pytest.raises(AddressRefused, match="FETCH_PRIVATE_HOST_ALLOWLIST"):
+            self._get(f"http://comfy.lan:{server.server_port}/file", "comfy.lan")
+
+    @pytest.mark.parametrize("entry", ["comfy.lan", "COMFY.lan", "127.0.0.0/8", "127.0.0.1"])
+    def test_an_allowlisted_trusted_host_is_reached(self, server, settings, entry):
+        settings.FETCH_PRIVATE_HOST_ALLOWLIST = [entry]
+        assert self._get(f"http://comfy.lan:{server.server_port}/file", "comfy.lan").content == b"hello, world"
+
+    def test_the_allowlist_never_opens_another_host_or_a_user_url(self, server, settings):
+        settings.FETCH_PRIVATE_HOST_ALLOWLIST = ["comfy.lan", "other.lan", "127.0.0.0/8"]
+        with pytest.raises(AddressRefused):
+            self._get(f"http://other.lan:{server.server_port}/file", "comfy.lan")
+        with pytest.raises(AddressRefused):
+            self._get(f"http://comfy.lan:{server.server_port}/file", None)
+        for url in (f"http://comfy.lan:{server.server_port}/file", f"{server.base}/file"):
+            with pytest.raises(FetchError, match="private, loopback or reserved"):
+                fetch(url)

@@ -3,7 +3,8 @@
 It listens on 127.0.0.1 and speaks what ComfyUI's server does: POST /prompt validates an API-format workflow
 (unknown node classes, missing checkpoints, no output node → 400 with `error` and `node_errors`) and queues it;
 GET /queue lists running and pending prompts; GET /history/{id} is {} until the prompt ends; GET /view serves the
-saved files; POST /queue {"delete"} and POST /interrupt stop work. The test drives execution with `start`,
+saved files; POST /queue {"delete"} and POST /interrupt stop work. A `prompt_id` in the POST /prompt body names the
+prompt (ComfyUI keeps the client's id). The test drives execution with `start`,
 `finish` and `fail`, reads what was sent in `requests`, and can force answers (or a HANG) through `script`.
 An `api_key` makes it behave like an instance behind an authenticating proxy (Bearer token or 401).
 """
@@ -19,6 +20,7 @@ from urllib.parse import parse_qs
 from PIL import Image
 
 from tests.providers.fakes import HANG as HANG  # a `script` entry: never answer (until the server stops)
+from tests.providers.fakes import HANG_AFTER as HANG_AFTER  # a `script` entry: do the work, then never answer
 from tests.providers.fakes import FakeAPI
 
 # ComfyUI's default text-to-image graph as "Save (API format)" exports it.
@@ -240,7 +242,7 @@ class FakeComfyUI(FakeAPI):
                              "node_errors": node_errors}  # fmt: skip
         with self._lock:
             self._number += 1
-            prompt_id = str(uuid.uuid4())
+            prompt_id = str(body.get("prompt_id") or uuid.uuid4())  # ComfyUI takes the client's id when given
             self.prompts[prompt_id] = {
                 "number": self._number,
                 "prompt": prompt,

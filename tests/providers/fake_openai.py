@@ -3,7 +3,9 @@
 It listens on 127.0.0.1, serves the documented endpoints under /v1 — POST /chat/completions,
 /images/generations, /images/edits (multipart/form-data), /audio/speech — checks the bearer key the way OpenAI
 does (401 with its error body), validates the request fields, answers in OpenAI's shapes, and records every
-request for the test to inspect. `script` forces the next answers (errors, Retry-After, malformed bodies, a hang).
+request for the test to inspect. `script` forces the next answers (errors, Retry-After, malformed bodies, a hang, or
+HANG_AFTER: the work done — an image generated and paid for — and then no answer). `generated` counts the images
+and answers it produced, delivered or not.
 """
 
 import base64
@@ -18,6 +20,7 @@ from email.policy import HTTP
 from PIL import Image
 
 from tests.providers.fakes import HANG as HANG  # a `script` entry: never answer (until the server stops)
+from tests.providers.fakes import HANG_AFTER as HANG_AFTER  # a `script` entry: do the work, then never answer
 from tests.providers.fakes import FakeAPI
 
 SPEECH_BYTES = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xf3\x14\xc4" + bytes(400)  # an MP3-looking body
@@ -44,6 +47,7 @@ class FakeOpenAI(FakeAPI):
         self.api_key = api_key  # None: a keyless server (Ollama); it then expects no Authorization header
         self.images_as_url = images_as_url  # answer image requests with links (dall-e style) instead of base64
         self.files: dict[str, bytes] = {}
+        self.generated = 0  # answers (chat) and images made, whether or not the client got them
 
     @property
     def base_url(self) -> str:
@@ -107,6 +111,7 @@ class FakeOpenAI(FakeAPI):
             ):
                 return 400, {}, error_body("Invalid message.", param="messages")
         question = messages[-1]["content"]
+        self.generated += 1
         answer = f"You said: {question}"
         prompt_tokens = sum(len(m["content"].split()) for m in messages)
         return (
@@ -167,6 +172,7 @@ class FakeOpenAI(FakeAPI):
         return 200, {}, self._image_answer(int(request.form.get("n", 1)), width, height, request.form["model"])
 
     def _image_answer(self, n: int, width: int, height: int, model: str) -> dict:
+        self.generated += n
         data = []
         for index in range(n):
             buffer = io.BytesIO()

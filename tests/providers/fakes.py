@@ -9,24 +9,28 @@ The fal.ai and Replicate fakes speak their provider's protocol as the provider d
 the credentials, play the documented status flow, and serve the output files they name under /files/. A test can
 make one misbehave: `script(method, *answers)` answers the next requests of that method with canned (status,
 headers, body), and `delays[method]` holds every answer of that method for that many seconds (past the client's
-timeout).
+timeout) *after* doing the work, as a real upstream does: a submit that times out on our side has created its job
+all the same.
 """
 
 import io
 import json
 import math
 import re
+import socket
 import struct
 import threading
 import uuid
 import wave
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from PIL import Image
 
 HANG = "hang"  # what `respond` returns (and a `FakeAPI.script` entry) to never answer, until the server stops
+HANG_AFTER = "hang-after"  # a `FakeAPI.script` entry: do the work the request asks for, then never answer
 
 
 @dataclass
@@ -143,7 +147,13 @@ class FakeAPI(HTTPFake):
         raise NotImplementedError
 
     def respond(self, request):
-        return self.script.pop(0) if self.script else self.handle(request)
+        if not self.script:
+            return self.handle(request)
+        entry = self.script.pop(0)
+        if entry == HANG_AFTER:
+            self.handle(request)  # the upstream did it; only its answer is lost
+            return HANG
+        return entry
 
 
 class FakeServer(HTTPFake):
@@ -166,8 +176,12 @@ class FakeServer(HTTPFake):
         raise NotImplementedError
 
     def respond(self, request: Seen) -> tuple[int, dict, bytes]:
-        if self.delays.get(request.method):
+        reply = self._reply(request)
+        if self.delays.get(request.method):  # the work is done; the answer comes too late
             self._stopped.wait(self.delays[request.method])
+        return reply
+
+    def _reply(self, request: Seen) -> tuple[int, dict, bytes]:
         with self._lock:
             canned = self.scripted.get(request.method)
             if canned:
@@ -299,6 +313,7 @@ class FakeReplicate(FakeServer):
     - `GET /v1/predictions/{id}`: `starting` → `processing` → `succeeded` (`output`, `metrics.predict_time`), one
       step per call; `failed` with `error` when `fail_with` is set; `canceled` when `cancel_on_its_own` is set.
     - `POST /v1/predictions/{id}/cancel`: the prediction, `canceled` unless it had finished.
+    - `GET /v1/predictions`: `{"next", "previous", "results"}`, the account's predictions newest first (100 a page).
     `outputs[model]` builds a model's output from its input (default: the URL of one PNG).
     """
 
@@ -320,6 +335,9 @@ class FakeReplicate(FakeServer):
         model = re.fullmatch(r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions", request.path)
         if request.method == "POST" and (model or request.path == "/v1/predictions"):
             return self._create(request, f"{model['owner']}/{model['name']}" if model else "")
+        if request.method == "GET" and request.path == "/v1/predictions":
+            newest_first = sorted(self.predictions.values(), key=lambda p: p["created_at"], reverse=True)
+            return answer(200, {"next": None, "previous": None, "results": newest_first[:100]})
         match = re.fullmatch(r"/v1/predictions/(?P<id>[^/]+)(?P<cancel>/cancel)?", request.path)
         prediction = self.predictions.get(match["id"]) if match else None
         if prediction is None:
@@ -357,7 +375,8 @@ class FakeReplicate(FakeServer):
             "error": None,
             "logs": "",
             "metrics": {},
-            "created_at": "2025-01-01T00:00:00.000Z",
+            "created_at": datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "source": "api",
             "urls": {"get": base, "cancel": f"{base}/cancel", "stream": f"{self.url}/stream/{prediction_id}"},
         }
         self.predictions[prediction_id] = prediction
@@ -420,3 +439,72 @@ def mp4_bytes(seconds: float, width: int = 64, height: int = 48, fps: int = 10) 
         for packet in stream.encode():
             container.mux(packet)
     return buffer.getvalue()
+
+
+# --- A proxy that drops connections ---------------------------------------------------------------------------
+
+
+class DroppingProxy:
+    """A real TCP proxy on 127.0.0.1 in front of a fake: it passes each request on, reads the whole answer, and
+    for the requests `drop(method, path)` picks closes the client's connection instead of relaying it — the
+    upstream did the work, the answer was lost on the way (a load balancer restart, a network cut)."""
+
+    def __init__(self, upstream_url: str, drop):
+        self.upstream = urlsplit(upstream_url)
+        self.drop = drop
+        self.dropped: list[tuple[str, str]] = []
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def start(self) -> "DroppingProxy":
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._listener.close()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket):
+        with client:
+            request = _read_http_message(client)
+            if not request:
+                return
+            method, path = request.split(b" ", 2)[:2]
+            with socket.create_connection((self.upstream.hostname, self.upstream.port)) as upstream:
+                upstream.sendall(request)
+                answer = b"".join(iter(lambda: upstream.recv(65536), b""))  # the fakes close after answering
+            if self.drop(method.decode(), path.decode()):
+                self.dropped.append((method.decode(), path.decode()))
+                return  # closed without a byte of the answer
+            client.sendall(answer)
+
+
+def _read_http_message(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        0,
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    # The fakes answer HTTP/1.0 and close; ask for that so the answer's end is the connection's end.
+    head = head.replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+    return head + b"\r\n\r\n" + body

@@ -14,7 +14,7 @@ from apps.generations.models import Job
 from apps.generations.providers import Pending, ProviderConfig, ProviderError, RunResult
 from apps.generations.providers.comfyui import ComfyUIProvider
 from apps.generations.services import job_cancel, job_create, job_poll, job_run
-from tests.providers.fake_comfyui import DEFAULT_WORKFLOW, HANG, FakeComfyUI
+from tests.providers.fake_comfyui import DEFAULT_WORKFLOW, HANG, HANG_AFTER, FakeComfyUI
 
 pytestmark = pytest.mark.django_db
 
@@ -231,14 +231,45 @@ def test_a_prompt_comfyui_forgot_is_a_retryable_error(comfy_fake):
     assert (info.value.code, info.value.retryable) == ("upstream_lost", True)
 
 
-def test_a_submit_that_times_out_is_retryable(comfy_fake, settings):
-    settings.UPSTREAM_RETRIES = 0
-    comfy_fake.script = [HANG]
+def test_a_submit_whose_answer_is_lost_is_found_in_the_queue_and_not_sent_twice(
+    alice, comfy_connected, comfy_fake, poll_queue
+):
+    comfy_connected.options = {**comfy_connected.options, "timeout_seconds": 0.5}
+    comfy_connected.save()
+    comfy_fake.script = [HANG_AFTER]  # ComfyUI queues the prompt; its answer never arrives
+    job = submit(alice, {"prompt": "a slow whale"})
+
+    (sent,) = comfy_fake.calls("POST", "/prompt")
+    [prompt_id] = comfy_fake.prompts
+    assert sent.json["prompt_id"] == prompt_id  # our id, kept by ComfyUI: how the lookup finds it
+    assert (job.status, job.upstream_id) == ("processing", prompt_id)
+    comfy_fake.finish(prompt_id)
+    job = poll(job)
+    assert job.status == "completed" and job.outputs.count() == 1
+    assert len(comfy_fake.calls("POST", "/prompt")) == 1
+
+
+def test_a_submit_comfyui_never_got_fails_without_being_sent_again(comfy_fake, settings):
+    settings.UPSTREAM_RETRIES = 2
+    comfy_fake.script = [HANG]  # not queued, no answer: the lookup finds nothing
     with pytest.raises(ProviderError) as info:
         adapter(comfy_fake, timeout_seconds=0.3).run(
             upstream_model="text-to-image", params=PARAMS, input={"prompt": "p"}
         )
-    assert (info.value.code, info.value.retryable) == ("upstream_timeout", True)
+    assert (info.value.code, info.value.retryable) == ("upstream_unknown_outcome", False)
+    assert len(comfy_fake.calls("POST", "/prompt")) == 1 and comfy_fake.prompts == {}
+    assert len(comfy_fake.calls("GET", "/queue")) == 1  # it looked before deciding
+
+
+def test_a_history_read_that_times_out_is_read_again(comfy_fake, settings):
+    settings.UPSTREAM_RETRIES = 2
+    provider = adapter(comfy_fake, timeout_seconds=0.3)
+    pending = provider.run(upstream_model="text-to-image", params=PARAMS, input={"prompt": "p"})
+    comfy_fake.script = [HANG]  # reads are safe to send again
+    comfy_fake.finish(pending.upstream_id)
+    result = provider.poll(upstream_model="text-to-image", params=PARAMS, input={}, state=pending.state)
+    assert isinstance(result, RunResult)
+    assert len(comfy_fake.calls("GET", f"/history/{pending.upstream_id}")) == 2
 
 
 def test_it_keeps_saved_videos_and_skips_previews(comfy_fake):

@@ -282,14 +282,34 @@ def test_a_failing_queue_fails_the_job_as_retryable_and_refunds_it(alice, fal_ac
     assert wallet_get(user=alice).balance_micro == 10_000_000 and _refunds(alice) == 1
 
 
-def test_a_queue_that_does_not_answer_in_time_is_a_retryable_timeout(fal_fake, settings):
-    settings.UPSTREAM_TIMEOUT_SECONDS = 0.2
-    settings.UPSTREAM_RETRIES = 1
-    fal_fake.delays["POST"] = 5
+def test_a_submit_answered_too_late_is_not_sent_again(fal_fake, settings):
+    settings.UPSTREAM_TIMEOUT_SECONDS = 0.3
+    settings.UPSTREAM_RETRIES = 2
+    fal_fake.delays["POST"] = 5  # fal queues the request, then the answer is late
     with pytest.raises(ProviderError) as info:
         _fal(fal_fake).run(upstream_model=Z_IMAGE, params={}, input={"prompt": "p"})
+    assert (info.value.code, info.value.retryable) == ("upstream_unknown_outcome", False)
+    assert len(fal_fake.seen("POST")) == 1 and len(fal_fake.jobs) == 1  # one upstream job, not three
+
+
+def test_a_status_read_that_times_out_is_read_again_then_retryable(fal_fake, settings):
+    pending = _fal(fal_fake).run(upstream_model=Z_IMAGE, params={}, input={"prompt": "p"})
+    settings.UPSTREAM_TIMEOUT_SECONDS = 0.2
+    settings.UPSTREAM_RETRIES = 2
+    fal_fake.delays["GET"] = 1
+    with pytest.raises(ProviderError) as info:
+        _fal(fal_fake).poll(upstream_model=Z_IMAGE, params={}, input={}, state=pending.state)
     assert (info.value.code, info.value.retryable) == ("upstream_timeout", True)
-    assert len(fal_fake.seen("POST")) == 2
+    assert len(fal_fake.seen("GET")) == 3
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_5xx_other_than_503_on_submit_is_not_sent_again(fal_fake, status):
+    fal_fake.script("POST", *[answer(status, {"detail": "Internal error"})] * 3)
+    with pytest.raises(ProviderError) as info:
+        _fal(fal_fake).run(upstream_model=Z_IMAGE, params={}, input={"prompt": "p"})
+    assert (info.value.code, info.value.retryable) == ("upstream_unknown_outcome", False)
+    assert len(fal_fake.seen("POST")) == 1
 
 
 @pytest.mark.parametrize(

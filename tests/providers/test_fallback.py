@@ -53,11 +53,49 @@ def test_when_polling_fal_keeps_failing_replicate_serves_the_job(alice, both, fa
             break
     assert (job.status, job.provider) == ("completed", "replicate")
     assert wallet_get(user=alice).balance_micro == 9_950_000
+    # The abandoned fal request was asked to stop: it is not run (and paid) alongside Replicate's.
+    [request_id] = fal_fake.jobs
+    [cancel] = fal_fake.seen("PUT")
+    assert cancel.path == f"/fal-ai/z-image/requests/{request_id}/cancel" and fal_fake.jobs[request_id]["canceled"]
+    assert len(_entries(alice, LedgerEntry.Kind.DEBIT)) == 1 and _entries(alice, LedgerEntry.Kind.REFUND) == []
+
+
+def test_a_content_policy_error_at_poll_time_fails_the_job_and_never_reaches_replicate(
+    alice, both, fal_fake, replicate_fake
+):
+    fal_fake.model_error = (
+        422,
+        {"detail": [{"loc": ["body", "prompt"], "msg": "The prompt was flagged by the content checker"}]},
+    )
+    job = _z_image_job(alice)
+    job_run(job_id=job.pk)
+    for _ in range(5):
+        job_poll(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.error_code, job.provider) == ("failed", "upstream_failed", "fal")
+    assert "flagged by the content checker" in job.error_message
+    assert replicate_fake.requests == []
+    [refund] = _entries(alice, LedgerEntry.Kind.REFUND)
+    assert refund.amount_micro == 50_000 and wallet_get(user=alice).balance_micro == 10_000_000
+
+
+def test_a_fal_submit_answered_too_late_runs_once_and_nowhere_else(alice, both, fal_fake, replicate_fake, settings):
+    # With a 1 s timeout and retries, one job reached fal's submit three times and then Replicate.
+    settings.UPSTREAM_TIMEOUT_SECONDS = 0.5
+    fal_fake.delays["POST"] = 3
+    job = _z_image_job(alice)
+    job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == ("failed", "upstream_unknown_outcome")
+    assert len(fal_fake.seen("POST")) == 1 and len(fal_fake.jobs) == 1
+    assert replicate_fake.requests == []
+    assert len(_entries(alice, LedgerEntry.Kind.REFUND)) == 1 and wallet_get(user=alice).balance_micro == 10_000_000
 
 
 def test_when_every_route_fails_the_job_fails_and_is_refunded_once(alice, both, fal_fake, replicate_fake):
-    fal_fake.script("POST", *[answer(500, {"detail": "Internal error"})] * 3)
-    replicate_fake.script("POST", *[answer(502, {"detail": "Bad gateway"})] * 3)
+    # 503 and 429 are refusals: nothing ran, so each is sent again and then the next route is tried.
+    fal_fake.script("POST", *[answer(429, {"detail": "Too many requests"})] * 3)
+    replicate_fake.script("POST", *[answer(503, {"detail": "Service unavailable"})] * 3)
     job = _z_image_job(alice)
     job_run(job_id=job.pk)
     job_run(job_id=job.pk)  # a duplicate delivery of the task changes nothing

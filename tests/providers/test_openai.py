@@ -2,6 +2,7 @@
 
 import base64
 import io
+import socket
 
 import pytest
 from django.core.files.storage import default_storage
@@ -15,7 +16,7 @@ from apps.generations.models import Job
 from apps.generations.providers import ProviderConfig, ProviderError, provider_keys_available
 from apps.generations.providers.openai import OpenAICompatibleProvider, OpenAIProvider
 from apps.generations.services import job_create, job_run
-from tests.providers.fake_openai import HANG, SPEECH_BYTES, FakeOpenAI, error_body
+from tests.providers.fake_openai import HANG, HANG_AFTER, SPEECH_BYTES, FakeOpenAI, error_body
 
 pytestmark = pytest.mark.django_db
 
@@ -279,7 +280,8 @@ def test_an_ollama_route_serves_the_job_when_openai_keeps_failing(alice, openai_
     ModelRoute.objects.create(
         model=model, provider="ollama", upstream_model="llama3.2", params={"operation": "chat"}, priority=99
     )
-    openai_fake.script = [(500, {}, error_body("The server had an error.", type="server_error"))] * 3
+    # 503: OpenAI refused the request before doing any of it, so sending it again (then elsewhere) is safe.
+    openai_fake.script = [(503, {}, error_body("The engine is currently overloaded.", type="server_error"))] * 3
     job = run_job(alice, "gpt-5-mini/chat", {"prompt": "Are you there?"})
     assert job.status == "completed" and job.provider == "ollama"
     assert job.outputs.get().text == "You said: Are you there?"
@@ -287,7 +289,7 @@ def test_an_ollama_route_serves_the_job_when_openai_keeps_failing(alice, openai_
     (call,) = ollama_fake.calls("/v1/chat/completions")
     assert "authorization" not in call.headers  # a keyless server gets no Authorization header
     assert call.json["model"] == "llama3.2"
-    assert "HTTP 500" in ProviderAccount.objects.get(slug="openai").last_error
+    assert "HTTP 503" in ProviderAccount.objects.get(slug="openai").last_error
     assert_charged_once(job, alice, 9_990_000)
 
 
@@ -332,21 +334,85 @@ def test_a_429_with_retry_after_is_retried_then_succeeds(openai_fake):
     assert len(openai_fake.calls("/v1/chat/completions")) == 2
 
 
-@pytest.mark.parametrize("status", [500, 502, 503])
-def test_a_5xx_is_retried_and_then_retryable(openai_fake, status):
-    openai_fake.script = [(status, {}, error_body("The server is overloaded.", type="server_error"))] * 3
+def test_a_503_is_retried_and_then_retryable(openai_fake):
+    openai_fake.script = [(503, {}, error_body("The server is overloaded.", type="server_error"))] * 3
     with pytest.raises(ProviderError) as info:
         adapter(openai_fake).run(upstream_model="gpt-5-mini", params={}, input={"prompt": "a"})
     assert (info.value.code, info.value.retryable) == ("upstream_error", True)
     assert len(openai_fake.requests) == 3
 
 
-def test_a_timeout_is_retryable(openai_fake, settings):
-    settings.UPSTREAM_RETRIES = 0
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_another_5xx_after_a_post_is_not_sent_again(openai_fake, status):
+    # The request reached OpenAI (or its gateway) and failed somewhere inside: the work may have been done.
+    openai_fake.script = [(status, {}, error_body("The server had an error.", type="server_error"))] * 3
+    with pytest.raises(ProviderError) as info:
+        adapter(openai_fake).run(upstream_model="gpt-5-mini", params={}, input={"prompt": "a"})
+    assert (info.value.code, info.value.retryable) == ("upstream_unknown_outcome", False)
+    assert f"HTTP {status}" in info.value.message
+    assert len(openai_fake.requests) == 1
+
+
+def test_a_request_that_gets_no_answer_in_time_is_not_sent_again(openai_fake, settings):
+    settings.UPSTREAM_RETRIES = 2
     openai_fake.script = [HANG]
     with pytest.raises(ProviderError) as info:
         adapter(openai_fake, timeout_seconds=0.3).run(upstream_model="gpt-5-mini", params={}, input={"prompt": "a"})
-    assert (info.value.code, info.value.retryable) == ("upstream_timeout", True)
+    assert (info.value.code, info.value.retryable) == ("upstream_unknown_outcome", False)
+    assert "did not answer in time" in info.value.message
+    assert len(openai_fake.requests) == 1
+
+
+def test_an_image_made_upstream_whose_answer_times_out_is_paid_upstream_once_and_refunded(
+    alice, openai_connected, openai_fake, ollama_fake
+):
+    # With retries, a slow gpt-image job reached OpenAI three times; each image is paid for upstream.
+    openai_connected.options = {**openai_connected.options, "timeout_seconds": 0.5}
+    openai_connected.save()
+    ProviderAccount.objects.create(slug="ollama", kind="openai_compatible", enabled=True, base_url=ollama_fake.base_url)
+    ModelRoute.objects.create(
+        model=AIModel.objects.get(public_model="gpt-image-2/text-to-image"),
+        provider="ollama",
+        upstream_model="local-image",
+        params={"operation": "image_generation"},
+        priority=99,
+    )
+    openai_fake.script = [HANG_AFTER]
+    job = run_job(alice, "gpt-image-2/text-to-image", {"prompt": "a slow whale"})
+
+    assert (job.status, job.error_code) == ("failed", "upstream_unknown_outcome")
+    assert len(openai_fake.calls("/v1/images/generations")) == 1 and openai_fake.generated == 1
+    assert ollama_fake.requests == []  # nor made a second time elsewhere
+    assert wallet_get(user=alice).balance_micro == 10_000_000
+    assert LedgerEntry.objects.filter(reference=job.pk, kind=LedgerEntry.Kind.REFUND).count() == 1
+
+
+def test_a_server_that_refuses_the_connection_is_tried_again(openai_fake, monkeypatch):
+    # Nothing was sent: a connection refused is safe to try again, even for a POST.
+    waits = []
+    monkeypatch.setattr("apps.generations.providers.http.time.sleep", waits.append)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    closed_port = listener.getsockname()[1]
+    listener.close()
+    provider = OpenAIProvider(
+        ProviderConfig(slug="openai", api_key="sk-x", base_url=f"http://127.0.0.1:{closed_port}/v1")
+    )
+    with pytest.raises(ProviderError) as info:
+        provider.run(upstream_model="gpt-5-mini", params={}, input={"prompt": "a"})
+    assert (info.value.code, info.value.retryable) == ("upstream_unreachable", True)
+    assert len(waits) == 2  # the first try and UPSTREAM_RETRIES more
+
+
+def test_a_base_url_on_a_private_host_needs_the_admins_allowlist(openai_fake, settings):
+    settings.FETCH_PRIVATE_HOST_ALLOWLIST = []
+    with pytest.raises(ProviderError) as info:
+        adapter(openai_fake).run(upstream_model="gpt-5-mini", params={}, input={"prompt": "a"})
+    assert (info.value.code, info.value.retryable) == ("upstream_address_refused", False)
+    assert "FETCH_PRIVATE_HOST_ALLOWLIST" in info.value.message
+    assert openai_fake.requests == []
+    settings.FETCH_PRIVATE_HOST_ALLOWLIST = ["127.0.0.0/8"]
+    assert adapter(openai_fake).run(upstream_model="gpt-5-mini", params={}, input={"prompt": "a"}).outputs
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from apps.generations.providers import Pending, ProviderConfig, ProviderError, R
 from apps.generations.providers.replicate import ReplicateProvider
 from apps.generations.services import job_cancel, job_create, job_poll, job_run
 from tests.providers.conftest import account_connect
-from tests.providers.fakes import answer, png_bytes, wav_bytes
+from tests.providers.fakes import DroppingProxy, answer, png_bytes, wav_bytes
 
 MODEL = "acme/painter"
 
@@ -209,21 +209,58 @@ def test_it_waits_as_long_as_retry_after_says_then_retries(replicate_fake, monke
     assert len(replicate_fake.seen("POST")) == 2 and waits == [3.0]
 
 
-def test_a_failing_api_is_a_retryable_error(replicate_fake):
-    replicate_fake.script("POST", *[answer(500, {"detail": "Internal Server Error"})] * 3)
+def test_an_unavailable_api_is_retried_then_a_retryable_error(replicate_fake):
+    replicate_fake.script("POST", *[answer(503, {"detail": "Service Unavailable"})] * 3)
     with pytest.raises(ProviderError) as info:
         _replicate(replicate_fake).run(upstream_model=MODEL, params={}, input={"p": 1})
     assert (info.value.code, info.value.retryable) == ("upstream_error", True)
     assert len(replicate_fake.seen("POST")) == 3
 
 
-def test_an_api_that_does_not_answer_in_time_is_a_retryable_timeout(replicate_fake, settings):
-    settings.UPSTREAM_TIMEOUT_SECONDS = 0.2
-    settings.UPSTREAM_RETRIES = 0
-    replicate_fake.delays["POST"] = 5
+def test_a_500_on_create_is_looked_up_not_sent_again(replicate_fake):
+    replicate_fake.script("POST", *[answer(500, {"detail": "Internal Server Error"})] * 3)
     with pytest.raises(ProviderError) as info:
         _replicate(replicate_fake).run(upstream_model=MODEL, params={}, input={"p": 1})
-    assert (info.value.code, info.value.retryable) == ("upstream_timeout", True)
+    assert (info.value.code, info.value.retryable) == ("upstream_unknown_outcome", False)
+    assert len(replicate_fake.seen("POST")) == 1
+    assert len(replicate_fake.seen("GET", "/v1/predictions")) == 1  # nothing of ours there: fail, do not resend
+
+
+def test_a_create_answered_too_late_adopts_the_prediction_replicate_made(replicate_fake, settings):
+    settings.UPSTREAM_TIMEOUT_SECONDS = 0.3
+    settings.UPSTREAM_RETRIES = 2
+    replicate_fake.delays["POST"] = 5  # the prediction is created, the answer is late
+    pending = _replicate(replicate_fake).run(upstream_model=MODEL, params={}, input={"prompt": "a whale"})
+    [prediction_id] = replicate_fake.predictions
+    assert isinstance(pending, Pending) and pending.upstream_id == prediction_id
+    assert len(replicate_fake.seen("POST")) == 1
+    replicate_fake.delays.clear()
+    provider = _replicate(replicate_fake)
+    outcome = provider.poll(upstream_model=MODEL, params={}, input={}, state=pending.state)
+    outcome = provider.poll(upstream_model=MODEL, params={}, input={}, state=outcome.state)
+    assert isinstance(outcome, RunResult)
+
+
+def test_a_lost_create_that_matches_several_predictions_is_not_guessed(replicate_fake, settings):
+    _replicate(replicate_fake).run(upstream_model=MODEL, params={}, input={"prompt": "same"})  # another job's
+    settings.UPSTREAM_TIMEOUT_SECONDS = 0.3
+    replicate_fake.delays["POST"] = 5
+    with pytest.raises(ProviderError) as info:
+        _replicate(replicate_fake).run(upstream_model=MODEL, params={}, input={"prompt": "same"})
+    assert info.value.code == "upstream_unknown_outcome"
+    assert len(replicate_fake.predictions) == 2 and len(replicate_fake.seen("POST")) == 2
+
+
+@pytest.mark.django_db
+def test_a_slow_z_image_job_is_paid_upstream_once(alice, replicate_account, replicate_fake, polls, settings):
+    settings.UPSTREAM_TIMEOUT_SECONDS = 0.5
+    replicate_fake.delays["POST"] = 3  # with Prefer: wait the prediction is finished before the (late) answer
+    job = _z_image_job(alice)
+    job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "completed" and len(replicate_fake.predictions) == 1
+    assert len(replicate_fake.seen("POST")) == 1
+    assert wallet_get(user=alice).balance_micro == 9_950_000
 
 
 def test_an_invalid_input_is_refused_with_replicates_reason(replicate_fake):
@@ -249,3 +286,36 @@ def test_a_malformed_prediction_is_a_retryable_error(replicate_fake, body):
     with pytest.raises(ProviderError) as info:
         _replicate(replicate_fake).run(upstream_model=MODEL, params={}, input={"p": 1})
     assert (info.value.code, info.value.retryable) == ("upstream_malformed", True)
+
+
+@pytest.mark.django_db
+def test_a_create_whose_answer_a_proxy_drops_is_adopted_not_sent_again(alice, catalog, replicate_fake, polls):
+    # A real proxy between us and Replicate cuts the connection after Replicate created the prediction.
+    proxy = DroppingProxy(replicate_fake.url, drop=lambda method, path: method == "POST").start()
+    try:
+        account_connect("replicate", base_url=f"{proxy.url}/v1", api_key=replicate_fake.key)
+        job = _z_image_job(alice)
+        job_run(job_id=job.pk)
+        job.refresh_from_db()
+    finally:
+        proxy.stop()
+    assert proxy.dropped == [("POST", "/v1/models/prunaai/z-image-turbo/predictions")]
+    assert len(replicate_fake.seen("POST")) == 1 and len(replicate_fake.predictions) == 1
+    assert job.status == "completed", job.error_message
+    assert wallet_get(user=alice).balance_micro == 9_950_000 and _refunds(alice) == 0
+
+
+def test_a_read_whose_answer_a_proxy_drops_is_read_again(replicate_fake):
+    pending = _replicate(replicate_fake).run(upstream_model=MODEL, params={}, input={"prompt": "p"})
+    drops = iter([True, False])
+    proxy = DroppingProxy(replicate_fake.url, drop=lambda method, path: method == "GET" and next(drops, False)).start()
+    try:
+        provider = ReplicateProvider(
+            ProviderConfig(slug="replicate", api_key=replicate_fake.key, base_url=f"{proxy.url}/v1")
+        )
+        state = {**pending.state, "get_url": pending.state["get_url"].replace(replicate_fake.url, proxy.url)}
+        # Each read steps the fake's prediction (starting → processing → succeeded): the lost one counted too.
+        assert isinstance(provider.poll(upstream_model=MODEL, params={}, input={}, state=state), RunResult)
+    finally:
+        proxy.stop()
+    assert len(proxy.dropped) == 1 and len(replicate_fake.seen("GET", f"/v1/predictions/{pending.upstream_id}")) == 2

@@ -7,10 +7,12 @@ pairs, e.g. {"prompt": ["6", "text"], "seed": ["3", "seed"], "width": ["5", "wid
 did not send gets a random one (ComfyUI caches identical prompts). `params["output_nodes"]` may limit which
 nodes' files are kept; otherwise every saved ("output") file is, or the previews when nothing was saved.
 
-Protocol: POST /prompt {"prompt", "client_id"} → {"prompt_id", "number", "node_errors"} (an invalid workflow is
-a 400: final); GET /history/{prompt_id} is {} until the run ends, then carries its status and outputs; files come
-from GET /view?filename=&subfolder=&type=; cancel is POST /queue {"delete": [id]} while queued and
-POST /interrupt while running. Options: `poll_seconds`, `timeout_seconds`; an API key, when set, is sent as
+Protocol: POST /prompt {"prompt", "client_id", "prompt_id"} → {"prompt_id", "number", "node_errors"} (an invalid
+workflow is a 400: final); the prompt id is ours, so a submit whose answer was lost (a timeout, a dropped
+connection) is looked up in GET /queue and GET /history/{id} and adopted when there, never sent twice.
+GET /history/{prompt_id} is {} until the run ends, then carries its status and outputs; files come from
+GET /view?filename=&subfolder=&type=; cancel is POST /queue {"delete": [id]} while queued and POST /interrupt while
+running. Options: `poll_seconds`, `timeout_seconds`; an API key, when set, is sent as
 `Authorization: Bearer` (for an instance behind an authenticating proxy).
 """
 
@@ -25,7 +27,7 @@ from urllib.parse import urlencode
 from PIL import Image
 
 from apps.generations.providers import OutputData, Pending, Provider, ProviderError, RunResult
-from apps.generations.providers.http import UpstreamClient
+from apps.generations.providers.http import UpstreamClient, UpstreamUnknownOutcome
 
 NAME = "ComfyUI"
 FILE_KEYS = ("images", "gifs", "videos", "audio")
@@ -49,9 +51,18 @@ class ComfyUIProvider(Provider):
         if "seed" in bind and values.get("seed") is None:
             values["seed"] = secrets.randbelow(SEED_MAX)
         prompt = workflow_bind(workflow, bind, values)
-        client_id = uuid.uuid4().hex
+        # Our own ids: ComfyUI keeps the prompt id it is given (older versions make one up; the client id is kept
+        # by all), so a submit whose answer was lost can be found in its queue or history instead of sent twice.
+        our_prompt_id, client_id = str(uuid.uuid4()), uuid.uuid4().hex
+        body = {"prompt": prompt, "client_id": client_id, "prompt_id": our_prompt_id}
         with self._client() as client:
-            data = client.json("POST", "/prompt", json={"prompt": prompt, "client_id": client_id})
+            try:
+                data = client.json("POST", "/prompt", json=body)
+            except UpstreamUnknownOutcome:
+                found = self._find(client, our_prompt_id, client_id)
+                if found is None:
+                    raise
+                data = {"prompt_id": found}
         prompt_id = data.get("prompt_id") if isinstance(data, dict) else None
         if not isinstance(prompt_id, str) or not prompt_id:
             raise _malformed()
@@ -93,6 +104,22 @@ class ComfyUIProvider(Provider):
                 client.request("POST", "/interrupt", json={"prompt_id": prompt_id}, retries=0)
             else:
                 client.request("POST", "/queue", json={"delete": [prompt_id]}, retries=0)
+
+    def _find(self, client: UpstreamClient, prompt_id: str, client_id: str) -> str | None:
+        """The id of our prompt if ComfyUI has it (queued, running or finished), else None."""
+        try:
+            queue = client.json("GET", "/queue")
+            if not isinstance(queue, dict):
+                return None
+            # Each entry is [number, prompt_id, prompt, extra_data, outputs_to_execute].
+            for item in (queue.get("queue_running") or []) + (queue.get("queue_pending") or []):
+                if not isinstance(item, list) or len(item) < 4 or not isinstance(item[3], dict):
+                    continue
+                if item[1] == prompt_id or item[3].get("client_id") == client_id:
+                    return str(item[1])
+            return prompt_id if self._history(client, prompt_id) is not None else None
+        except ProviderError:
+            return None
 
     def _client(self) -> UpstreamClient:
         if not self.base_url:

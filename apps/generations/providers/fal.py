@@ -8,6 +8,10 @@ The protocol as fal documents it ("Queue", "Inference API"):
 - `GET {response_url}` answers the model's output JSON (`images`, `video`, `audio`… as File objects with a `url`),
   or an error with `detail` when the model failed.
 - `PUT {cancel_url}` answers 202 `CANCELLATION_REQUESTED`, or 400 `ALREADY_COMPLETED`.
+At most once: fal documents no idempotency key for the submit, and no way to find a queued request by an id of
+ours (it assigns the request id; its platform request history lists requests by endpoint and time), so a submit
+whose answer was lost (a timeout, a dropped connection, a 5xx other than 503) is not sent again and fails the route
+with `upstream_unknown_outcome` (UpstreamClient); 429 and 503 are refusals and are sent again.
 Status, result and cancel URLs name the app (`owner/app`) without a model's sub-path (`fal-ai/z-image` for
 `fal-ai/z-image/turbo`). The URLs of the submit answer are used when they are on the queue's origin (one elsewhere
 would receive our key); otherwise they are built from the app id.
@@ -84,7 +88,7 @@ class FalProvider(Provider):
             usage["inference_seconds"] = metrics["inference_time"]
         if isinstance(result.get("seed"), int):
             usage["seed"] = result["seed"]
-        return RunResult(outputs=_outputs(result), usage=usage)
+        return RunResult(outputs=_outputs(result, self.base_url), usage=usage)
 
     def cancel(self, *, upstream_model: str, params: dict, state: dict) -> None:
         url = state.get("cancel_url")
@@ -105,11 +109,11 @@ class FalProvider(Provider):
         return url if same_origin(url, self.base_url) else ""
 
 
-def _outputs(result: dict) -> list[OutputData]:
+def _outputs(result: dict, base_url: str) -> list[OutputData]:
     files = []
     _collect_files(result, "", files)
     if files:
-        return files_download(files, provider=LABEL)
+        return files_download(files, provider=LABEL, base_url=base_url)
     for key in ("output", "text"):
         if isinstance(result.get(key), str):
             return [OutputData(type="text", content_type="text/plain", file_name="output.txt", text=result[key])]

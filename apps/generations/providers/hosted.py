@@ -87,6 +87,13 @@ def same_origin(url, base_url: str) -> bool:
     return (parts.scheme, parts.netloc.lower()) == (base.scheme, base.netloc.lower()) and not parts.username
 
 
+def _host(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname if url else None
+    except ValueError:
+        return None
+
+
 def is_file_url(value) -> bool:
     return isinstance(value, str) and (value.startswith(("https://", "http://")) or value.startswith("data:"))
 
@@ -101,14 +108,17 @@ def error_excerpt(error, limit: int = 300) -> str:
     return text[: limit - 1] + "…" if len(text) > limit else text
 
 
-def files_download(files: list[dict], *, provider: str) -> list[OutputData]:
+def files_download(files: list[dict], *, provider: str, base_url: str = "") -> list[OutputData]:
     """Our outputs from the upstream's files: `{"url", "content_type"?, "file_name"?, "width"?, "height"?,
-    "hint"?}` each, `hint` being the kind the upstream's answer implies (image, video, audio)."""
+    "hint"?}` each, `hint` being the kind the upstream's answer implies (image, video, audio).
+
+    The download goes through the outbound guard: public addresses only, except the account's own host
+    (`base_url`) when an admin allowlisted it (FETCH_PRIVATE_HOST_ALLOWLIST); size and time capped."""
     if len(files) > MAX_OUTPUT_FILES:
         files = files[:MAX_OUTPUT_FILES]
     outputs = []
     # A client of its own, without the account's key: output URLs are often on another host (a CDN).
-    with UpstreamClient(base_url="", provider=provider) as client:
+    with UpstreamClient(base_url="", provider=provider, trusted_host=_host(base_url)) as client:
         for position, file in enumerate(files):
             content, content_type = _download(client, file["url"], provider=provider)
             outputs.append(output_from_file(file, content, content_type, position=position, provider=provider))

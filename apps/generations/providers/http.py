@@ -1,32 +1,78 @@
-"""The one HTTP client every upstream adapter uses: timeouts, retries with backoff, errors mapped to ProviderError.
+"""The one HTTP client every upstream adapter uses: timeouts, retries with backoff, errors mapped to ProviderError,
+and every connection through the outbound guard (kiwiwhale/lib/safe_fetch.GuardedTransport).
 
-429, 5xx and timeouts are retried (honouring Retry-After, bounded) and then raised as retryable; 401/403 and
-other 4xx are not retryable. Messages are safe to show users: no credentials, no raw upstream bodies beyond a
-short excerpt of the upstream's own error message.
+At most once: a request that may have reached the upstream is never sent again blindly.
+- Sent again (with backoff, honouring Retry-After, bounded): any request when the connection could not be opened
+  (refused, connect timeout: nothing was sent) or the upstream answered 429 or 503 (it refused the request before
+  doing any of it); reads and other idempotent methods (GET, PUT, DELETE…) also after a read timeout, a dropped
+  connection or another 5xx.
+- Not sent again: a POST (or a request marked `idempotent=False`) that may have been received — a read or write
+  timeout, a connection dropped after sending, a 5xx other than 503. It raises `UpstreamUnknownOutcome` (code
+  `upstream_unknown_outcome`, final). An adapter whose upstream can be asked what happened catches it and looks
+  the job up (Replicate's prediction list, ComfyUI's queue by our prompt id) before deciding; otherwise the route
+  fails with it, and so does the job: another route would run (and be paid for) the same work a second time.
+- 401/403 and other 4xx are final (`upstream_auth`, `upstream_rejected`).
+Each attempt, connecting and reading included, ends within the client's timeout (one wall-clock deadline).
+Messages are safe to show users: no credentials, no raw upstream bodies beyond a short excerpt of the upstream's own
+error message.
+
+Addresses: a provider's base URL is admin-configured. It may be on a private network only when its host is in
+FETCH_PRIVATE_HOST_ALLOWLIST (self-hosted ComfyUI, Ollama…); any other host, output file URLs included, must be
+public. `trusted_host` names the one host that may use the allowlist (default "": the base URL's; None: no host).
 """
 
 import logging
 import time
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
 
 from apps.generations.providers import ProviderError
+from kiwiwhale.lib.safe_fetch import FetchError, GuardedTransport, deadline
 
 logger = logging.getLogger(__name__)
 MAX_RETRY_AFTER_SECONDS = 30.0
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+REFUSED_STATUSES = frozenset({429, 503})  # answered before any work was done: safe to send again
+# Raised before a byte of the request was written: safe to send again, whatever the method.
+NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class UpstreamUnknownOutcome(ProviderError):
+    """A request that may have reached the upstream got no usable answer; it was not sent again."""
+
+    def __init__(self, provider: str, reason: str):
+        super().__init__(
+            f"{provider} may have received the request but {reason}; it was not sent again, so that the work "
+            "cannot run (and be paid for) twice.",
+            retryable=False,
+            code="upstream_unknown_outcome",
+        )
 
 
 class UpstreamClient:
-    def __init__(self, *, base_url: str, headers: dict | None = None, provider: str, timeout: float | None = None):
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        headers: dict | None = None,
+        provider: str,
+        timeout: float | None = None,
+        trusted_host: str | None = "",
+    ):
         self.provider = provider
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout or settings.UPSTREAM_TIMEOUT_SECONDS
+        if trusted_host == "":  # the default: the base URL's own host
+            trusted_host = _host(base_url)
         self._client = httpx.Client(
             base_url=self.base_url,
             headers={"User-Agent": "KiwiWhale/1", **(headers or {})},
-            timeout=timeout or settings.UPSTREAM_TIMEOUT_SECONDS,
-            follow_redirects=True,
+            timeout=self.timeout,
+            follow_redirects=True,  # every hop goes through the guarded transport, checked again
             trust_env=False,
+            transport=GuardedTransport(trusted_host=trusted_host),
         )
 
     def __enter__(self):
@@ -38,48 +84,72 @@ class UpstreamClient:
     def close(self):
         self._client.close()
 
-    def request(self, method: str, url: str, *, retries: int | None = None, **kwargs) -> httpx.Response:
-        """Sends, retrying what may pass on a second try; returns a 2xx response or raises ProviderError."""
+    def request(
+        self, method: str, url: str, *, retries: int | None = None, idempotent: bool | None = None, **kwargs
+    ) -> httpx.Response:
+        """Sends, retrying what may pass on a second try and cannot run twice; returns a 2xx response or raises
+        ProviderError (UpstreamUnknownOutcome when a non-idempotent request may have been received)."""
         retries = settings.UPSTREAM_RETRIES if retries is None else retries
+        idempotent = method.upper() in IDEMPOTENT_METHODS if idempotent is None else idempotent
         for attempt in range(retries + 1):
-            last = attempt == retries
+            retry_after = None
             try:
-                response = self._client.request(method, url, **kwargs)
-            except httpx.TimeoutException as exc:
-                if last:
-                    raise ProviderError(
-                        f"{self.provider} did not answer in time.", retryable=True, code="upstream_timeout"
-                    ) from exc
-                self._sleep(attempt, None)
-                continue
-            except httpx.TransportError as exc:
-                if last:
-                    raise ProviderError(
-                        f"{self.provider} could not be reached.", retryable=True, code="upstream_unreachable"
-                    ) from exc
-                self._sleep(attempt, None)
-                continue
-            if response.is_success:
-                return response
-            if response.status_code == 429 or response.status_code >= 500:
-                if last:
-                    raise ProviderError(
-                        f"{self.provider} is busy or failing (HTTP {response.status_code}); try again later.",
-                        retryable=True,
-                        code="upstream_rate_limited" if response.status_code == 429 else "upstream_error",
-                    )
-                self._sleep(attempt, response.headers.get("retry-after"))
-                continue
-            if response.status_code in (401, 403):
+                with deadline(self.timeout):
+                    response = self._client.request(method, url, **kwargs)
+            except FetchError as exc:  # the guard refused the address
+                raise ProviderError(f"{self.provider}: {exc}", code="upstream_address_refused") from exc
+            except httpx.InvalidURL as exc:  # a redirect to a URL httpx cannot parse (a data: URL…)
+                if not idempotent:
+                    raise UpstreamUnknownOutcome(self.provider, "answered with an unusable redirect") from exc
                 raise ProviderError(
-                    f"{self.provider} rejected this instance's credentials.", retryable=False, code="upstream_auth"
-                )
-            raise ProviderError(
-                f"{self.provider} refused the request (HTTP {response.status_code}): {_excerpt(response)}",
-                retryable=False,
-                code="upstream_rejected",
-            )
+                    f"{self.provider} redirected to an unusable URL.", code="upstream_malformed"
+                ) from exc
+            except NOTHING_SENT as exc:
+                error = self._transport_error(exc)
+            except httpx.TransportError as exc:  # timeouts among them: the request may have been received
+                if not idempotent:
+                    reason = (
+                        "did not answer in time"
+                        if isinstance(exc, httpx.TimeoutException)
+                        else "dropped the connection"
+                    )
+                    raise UpstreamUnknownOutcome(self.provider, reason) from exc
+                error = self._transport_error(exc)
+            else:
+                if response.is_success:
+                    return response
+                error = self._status_error(response, idempotent=idempotent)
+                retry_after = response.headers.get("retry-after")
+            if attempt == retries:
+                raise error
+            self._sleep(attempt, retry_after)
         raise AssertionError("unreachable")
+
+    def _transport_error(self, exc: httpx.TransportError) -> ProviderError:
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderError(f"{self.provider} did not answer in time.", retryable=True, code="upstream_timeout")
+        return ProviderError(f"{self.provider} could not be reached.", retryable=True, code="upstream_unreachable")
+
+    def _status_error(self, response: httpx.Response, *, idempotent: bool) -> ProviderError:
+        """The error for a non-2xx answer: returned when another try may pass, raised when it is final."""
+        status = response.status_code
+        if status in REFUSED_STATUSES or (status >= 500 and idempotent):
+            return ProviderError(
+                f"{self.provider} is busy or failing (HTTP {status}); try again later.",
+                retryable=True,
+                code="upstream_rate_limited" if status == 429 else "upstream_error",
+            )
+        if status >= 500:
+            raise UpstreamUnknownOutcome(self.provider, f"failed while handling it (HTTP {status})")
+        if status in (401, 403):
+            raise ProviderError(
+                f"{self.provider} rejected this instance's credentials.", retryable=False, code="upstream_auth"
+            )
+        raise ProviderError(
+            f"{self.provider} refused the request (HTTP {status}): {_excerpt(response)}",
+            retryable=False,
+            code="upstream_rejected",
+        )
 
     def json(self, method: str, url: str, **kwargs):
         response = self.request(method, url, **kwargs)
@@ -91,15 +161,26 @@ class UpstreamClient:
             ) from exc
 
     def download(self, url: str, *, max_bytes: int | None = None) -> tuple[bytes, str]:
-        """An output file from the upstream (its URLs expire, so we keep a copy): (content, content type)."""
+        """An output file from the upstream (its URLs expire, so we keep a copy): (content, content type).
+
+        Size capped (UPSTREAM_MAX_DOWNLOAD_BYTES) and time capped (UPSTREAM_DOWNLOAD_TIMEOUT_SECONDS, the whole
+        download); every hop of a redirect is checked by the guard."""
         max_bytes = max_bytes or settings.UPSTREAM_MAX_DOWNLOAD_BYTES
         try:
-            with self._client.stream("GET", url) as response:
+            with (
+                deadline(settings.UPSTREAM_DOWNLOAD_TIMEOUT_SECONDS),
+                self._client.stream("GET", url, timeout=self.timeout) as response,
+            ):
                 if not response.is_success:
                     raise ProviderError(
                         f"{self.provider}'s output could not be downloaded (HTTP {response.status_code}).",
                         retryable=response.status_code >= 500,
                         code="upstream_download",
+                    )
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
+                    raise ProviderError(
+                        f"{self.provider}'s output is larger than {max_bytes} bytes.", code="upstream_download"
                     )
                 body = bytearray()
                 for chunk in response.iter_bytes():
@@ -110,7 +191,11 @@ class UpstreamClient:
                         )
                 content_type = response.headers.get("content-type", "application/octet-stream").split(";")[0]
                 return bytes(body), content_type.strip().lower()
-        except httpx.HTTPError as exc:
+        except FetchError as exc:
+            raise ProviderError(
+                f"{self.provider}'s output could not be downloaded: {exc}", code="upstream_download"
+            ) from exc
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise ProviderError(
                 f"{self.provider}'s output could not be downloaded.", retryable=True, code="upstream_download"
             ) from exc
@@ -121,6 +206,13 @@ class UpstreamClient:
             delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER_SECONDS))
         logger.info("%s: retrying in %.2f s", self.provider, delay)
         time.sleep(delay)
+
+
+def _host(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname if url else None
+    except ValueError:
+        return None
 
 
 def _excerpt(response: httpx.Response) -> str:

@@ -12,7 +12,11 @@ A route's `params["operation"]` picks the endpoint: `chat` (the default) → POS
 Account options: `organization` (OpenAI-Organization header), `project` (OpenAI-Project), `headers` (extra
 headers, e.g. OpenRouter's HTTP-Referer / X-Title), `timeout_seconds`.
 Every call is synchronous. Errors come from UpstreamClient: 401/403 and other 4xx (content-policy rejections
-among them) are final, 429/5xx/timeouts retryable; OpenAI's `{"error": {"message"}}` gives the user's excerpt.
+among them) are final, 429/503 and unreachable servers retryable; OpenAI's `{"error": {"message"}}` gives the
+user's excerpt. At most once: OpenAI documents no idempotency key for these endpoints and no way to look a lost
+answer up, so a POST that may have been received (a read timeout, a dropped connection, a 5xx other than 503) is
+never sent again — an image may already have been made and paid for — and fails the route with
+`upstream_unknown_outcome`.
 """
 
 import base64
@@ -158,7 +162,12 @@ class OpenAIProvider(Provider):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise self._malformed()
         # A client without our key: the file lives on a storage host that must not see the credentials.
-        with UpstreamClient(base_url=f"{parts.scheme}://{parts.netloc}", provider=self.name) as client:
+        # Its host may be private only if it is the account's own, allowlisted one (LocalAI serves its files there).
+        with UpstreamClient(
+            base_url=f"{parts.scheme}://{parts.netloc}",
+            provider=self.name,
+            trusted_host=urlsplit(self.base_url).hostname,
+        ) as client:
             content, _ = client.download(url)
         return content
 
