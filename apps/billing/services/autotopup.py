@@ -10,11 +10,11 @@ from django.utils import timezone
 from apps.billing import money
 from apps.billing import stripe_gateway as gateway
 from apps.billing.models import BillingEvent, BillingProfile, Payment, PaymentMethod, Wallet
-from apps.billing.services.customers import _require_stripe, action_path, billing_profile_get, customer_ensure
+from apps.billing.services.customers import _require_stripe, action_path, billing_profile_get
 from apps.billing.services.errors import InvalidBillingRequest, PaymentMethodRequired
 from apps.billing.services.ledger import _enqueue, wallet_get
 from apps.billing.services.notices import _absolute, _email
-from apps.billing.services.payments import _payment_declined, _payment_metadata, payment_intent_apply
+from apps.billing.services.payments import payment_charge
 
 
 def autotopup_configure(
@@ -135,6 +135,7 @@ def autotopup_run(*, wallet_id: int) -> Payment | None:
     with transaction.atomic():
         try:
             with transaction.atomic():
+                # The claim: the card is fixed now, so a retry charges this card and no other.
                 payment = Payment.objects.create(
                     user=user,
                     kind=Payment.Kind.AUTOTOPUP,
@@ -142,6 +143,7 @@ def autotopup_run(*, wallet_id: int) -> Payment | None:
                     price_cents=1,
                     fee_cents=0,
                     amount_cents=1,
+                    stripe_payment_method_id=card.stripe_payment_method_id,
                     card_brand=card.brand,
                     card_last4=card.last4,
                 )
@@ -172,39 +174,26 @@ def autotopup_run(*, wallet_id: int) -> Payment | None:
                 fee_cents=quote.fee_cents,
                 amount_cents=quote.charge_cents,
                 currency=quote.currency,
+                stripe_idempotency_key=f"autotopup:{payment.pk}",
             )
     if capped is not None:
         label, cap, since = capped
         _autotopup_cap_reached(user=user, label=label, cap_micro=cap, since=since)
         return None
-    payment.refresh_from_db()
-    return _autotopup_charge(payment=payment, card=card, quote=quote, profile=profile)
+    payment.refresh_from_db()  # committed with its card, amount and key: Stripe is asked only now
+    return _autotopup_charge(payment=payment)
 
 
-def _autotopup_charge(*, payment: Payment, card: PaymentMethod, quote, profile: BillingProfile) -> Payment:
-    user = payment.user
+def _autotopup_charge(*, payment: Payment) -> Payment:
+    """Charges a committed auto top-up (first time or the reconciler's retry: the same card, the same key)."""
     try:
-        intent = gateway.payment_intent_create_off_session(
-            customer_id=profile.stripe_customer_id or customer_ensure(user=user),
-            payment_method_id=card.stripe_payment_method_id,
-            amount_cents=quote.charge_cents,
-            currency=quote.currency,
-            metadata=_payment_metadata(user=user, kind=Payment.Kind.AUTOTOPUP, quote=quote, payment_id=payment.pk),
-            idempotency_key=f"autotopup:{payment.pk}",
-        )
-    except gateway.CardDeclined as exc:
-        payment = _payment_declined(
-            user=user, kind=Payment.Kind.AUTOTOPUP, quote=quote, card=card, error=exc, payment=payment
-        )
+        payment = payment_charge(payment=payment)
     except gateway.GatewayError as exc:
-        # The outcome is unknown: the payment stays in flight and the reconciler asks Stripe again with the same
-        # idempotency key (one charge at most).
+        # The outcome is unknown: the payment stays in flight and the reconciler sends the same request again.
         BillingEvent.objects.create(
-            user=user, kind=BillingEvent.Kind.AUTOTOPUP_ERROR, payment=payment, message=f"Stripe: {exc}"[:500]
+            user=payment.user, kind=BillingEvent.Kind.AUTOTOPUP_ERROR, payment=payment, message=f"Stripe: {exc}"[:500]
         )
         return payment
-    else:
-        payment = payment_intent_apply(intent=intent) or payment
     _autotopup_after(payment)
     return payment
 

@@ -29,6 +29,7 @@ from apps.billing.services.customers import (
 from apps.billing.services.errors import (
     AuthenticationRequired,
     BillingNotFound,
+    IdempotencyKeyReused,
     InvalidBillingRequest,
     PaymentFailed,
     PaymentMismatch,
@@ -50,48 +51,107 @@ def topup_amount_check(credits_micro: int, *, field: str = "credits") -> None:
         )
 
 
-def _payment_metadata(*, user, kind: str, quote: money.TopupQuote, payment_id: int | None = None) -> dict:
-    metadata = {
-        "kiwiwhale": "1",
-        "user_id": user.pk,
+# --- The lifecycle: open (a committed row) → charge (Stripe, outside any transaction) → apply (once) --------------
+#
+# 1. `payment_open` writes the Payment with what Stripe will be asked: its card, amount and idempotency key, and
+#    commits it. A crash from here on leaves a row the reconciler finds.
+# 2. `payment_charge` sends exactly that request to Stripe, never inside a transaction. An unknown outcome (the
+#    network) leaves the row in flight; a retry (the same request, the reconciler) sends the same card under the
+#    same key, and Stripe answers it with the first charge if there was one.
+# 3. `payment_intent_apply` applies whatever Stripe says (that answer, a webhook, a read-back), exactly once.
+
+
+def payment_open(
+    *, user, kind: str, quote: money.TopupQuote, idempotency_key: str, card: PaymentMethod | None = None
+) -> Payment:
+    """The Payment row, committed before Stripe hears of it; an existing row with this key is returned as it is."""
+    fields = {
+        "user": user,
         "kind": kind,
         "credits_micro": quote.credits_micro,
         "price_cents": quote.price_cents,
         "fee_cents": quote.fee_cents,
+        "amount_cents": quote.charge_cents,
+        "currency": quote.currency,
     }
-    if payment_id is not None:
-        metadata["payment_id"] = payment_id
-    return metadata
+    if card is not None:
+        fields.update(
+            stripe_payment_method_id=card.stripe_payment_method_id, card_brand=card.brand, card_last4=card.last4
+        )
+    try:
+        with transaction.atomic():
+            payment, _ = Payment.objects.get_or_create(stripe_idempotency_key=idempotency_key, defaults=fields)
+    except IntegrityError:  # the same key opened at the same moment by a concurrent retry
+        payment = Payment.objects.get(stripe_idempotency_key=idempotency_key)
+    return payment
+
+
+def _payment_metadata(payment: Payment) -> dict:
+    # Derived from the row only, so a retry sends byte-for-byte the request Stripe saw first.
+    return {
+        "kiwiwhale": "1",
+        "user_id": payment.user_id,
+        "kind": payment.kind,
+        "credits_micro": payment.credits_micro,
+        "price_cents": payment.price_cents,
+        "fee_cents": payment.fee_cents,
+        "payment_id": payment.pk,
+    }
+
+
+def payment_charge(*, payment: Payment) -> Payment:
+    """Charges the payment's stored card off-session under its stored idempotency key and applies the answer.
+
+    Raises gateway.GatewayError when Stripe could not be asked or its answer was lost: the payment stays in flight
+    and the reconciler sends the same request again (one charge at most). A decline is recorded, not raised.
+    """
+    if not payment.stripe_payment_method_id or not payment.stripe_idempotency_key:
+        raise ValueError(f"Payment {payment.pk} has no stored card or idempotency key to charge with.")
+    try:
+        intent = gateway.payment_intent_create_off_session(
+            customer_id=customer_ensure(user=payment.user),
+            payment_method_id=payment.stripe_payment_method_id,
+            amount_cents=payment.amount_cents,
+            currency=payment.currency,
+            metadata=_payment_metadata(payment),
+            idempotency_key=payment.stripe_idempotency_key,
+        )
+    except gateway.CardDeclined as exc:
+        return _payment_declined(payment=payment, error=exc)
+    try:
+        return payment_intent_apply(intent=intent) or payment
+    except PaymentMismatch:
+        # Flagged on the row for support (payment_intent_apply did it); the wallet gets nothing until then.
+        payment.refresh_from_db()
+        return payment
 
 
 def topup_charge(*, user, credits_micro: int, request_key: str = "") -> Payment:
     """Charges the default card off-session for `credits_micro` plus the fee; the wallet receives exactly
     `credits_micro`. Raises PaymentFailed (nothing added) or AuthenticationRequired (added when the holder
-    finishes). `request_key` (the request's Idempotency-Key) makes a retry of the same request one charge."""
+    finishes), gateway.GatewayError when the outcome is unknown (the reconciler settles it). `request_key` (the
+    request's Idempotency-Key) makes a retry of the same request the same payment, charged once."""
     _require_stripe()
     topup_amount_check(credits_micro)
     card = _default_card(user)
-    customer_id = customer_ensure(user=user)
-    quote = money.topup_quote(credits_micro)
+    customer_ensure(user=user)
     if request_key:
-        digest = hashlib.sha256(request_key.encode()).hexdigest()[:32]
-        stripe_key = f"topup:{user.pk}:{digest}:{card.stripe_payment_method_id}"
+        # The card is part of the key: a request declined on one card may be retried with its key on another.
+        prefix = f"topup:{user.pk}:{hashlib.sha256(request_key.encode()).hexdigest()[:32]}:"
+        if Payment.objects.filter(stripe_idempotency_key__startswith=prefix).exclude(credits_micro=credits_micro):
+            raise IdempotencyKeyReused("This Idempotency-Key was used with a different request body.")
+        stripe_key = prefix + card.stripe_payment_method_id
     else:
         stripe_key = f"topup:{user.pk}:{uuid.uuid4().hex}"
-    try:
-        intent = gateway.payment_intent_create_off_session(
-            customer_id=customer_id,
-            payment_method_id=card.stripe_payment_method_id,
-            amount_cents=quote.charge_cents,
-            currency=quote.currency,
-            metadata=_payment_metadata(user=user, kind=Payment.Kind.TOPUP, quote=quote),
-            idempotency_key=stripe_key,
-        )
-    except gateway.CardDeclined as exc:
-        payment = _payment_declined(user=user, kind=Payment.Kind.TOPUP, quote=quote, card=card, error=exc)
-        _raise_for_status(payment)
-        raise
-    payment = payment_intent_apply(intent=intent)
+    payment = payment_open(
+        user=user,
+        kind=Payment.Kind.TOPUP,
+        quote=money.topup_quote(credits_micro),
+        idempotency_key=stripe_key,
+        card=card,
+    )
+    if payment.status == Payment.Status.PENDING:
+        payment = payment_charge(payment=payment)
     _raise_for_status(payment)
     return payment
 
@@ -111,32 +171,16 @@ def _raise_for_status(payment: Payment) -> None:
         )
 
 
-def _payment_declined(
-    *, user, kind: str, quote: money.TopupQuote, card: PaymentMethod, error: gateway.CardDeclined, payment=None
-) -> Payment:
+def _payment_declined(*, payment: Payment, error: gateway.CardDeclined) -> Payment:
     """Records a declined (or authentication-needing) charge; nothing is credited."""
     if error.payment_intent:
         applied = payment_intent_apply(intent=error.payment_intent, decline=error)
         if applied is not None:
             return applied
     status = Payment.Status.REQUIRES_ACTION if error.code == "authentication_required" else Payment.Status.FAILED
-    fields = {"status": status, "failure_code": error.code[:100], "failure_message": str(error)[:500]}
-    if payment is not None:
-        _payment_mark(payment, **fields)
-        payment.refresh_from_db()
-        return payment
-    return Payment.objects.create(
-        user=user,
-        kind=kind,
-        credits_micro=quote.credits_micro,
-        price_cents=quote.price_cents,
-        fee_cents=quote.fee_cents,
-        amount_cents=quote.charge_cents,
-        currency=quote.currency,
-        card_brand=card.brand,
-        card_last4=card.last4,
-        **fields,
-    )
+    _payment_mark(payment, status=status, failure_code=error.code[:100], failure_message=str(error)[:500])
+    payment.refresh_from_db()
+    return payment
 
 
 def payment_intent_apply(*, intent: dict, decline: gateway.CardDeclined | None = None) -> Payment | None:
@@ -178,9 +222,9 @@ def payment_intent_apply(*, intent: dict, decline: gateway.CardDeclined | None =
 
 
 def _payment_for_intent(intent: dict) -> Payment | None:
-    """Our Payment for this PaymentIntent: by its id, else by the payment id in its metadata (rows made before
-    the charge: auto top-up, Checkout), else made from its metadata (an agent top-up's synchronous answer, or
-    its webhook when that comes first: both end on this one row, unique by PaymentIntent id)."""
+    """Our Payment for this PaymentIntent: by its id, else by the payment id in its metadata (every payment this
+    instance makes has its row before the charge), else, for a charge of ours that has no row (made before rows
+    came first), a row made from its metadata once the amount Stripe took is checked to pay for those credits."""
     intent_id = intent.get("id") or ""
     if not intent_id:
         return None
@@ -191,6 +235,8 @@ def _payment_for_intent(intent: dict) -> Payment | None:
     if str(metadata.get("payment_id") or "").isdigit():
         payment = Payment.objects.filter(pk=int(metadata["payment_id"])).first()
         if payment is not None:
+            if str(metadata.get("user_id") or payment.user_id) != str(payment.user_id):
+                raise PaymentMismatch(f"PaymentIntent {intent_id} names payment {payment.pk} of another account.")
             try:
                 with transaction.atomic():
                     Payment.objects.filter(pk=payment.pk, stripe_payment_intent_id__isnull=True).update(
@@ -204,9 +250,16 @@ def _payment_for_intent(intent: dict) -> Payment | None:
     user = get_user_model().objects.filter(pk=int(metadata["user_id"])).first()
     if user is None:
         return None
-    credits_micro = int(metadata["credits_micro"])
+    # Metadata is only what was written on the charge; the credits are what the amount Stripe took pays for.
     amount = int(intent.get("amount") or 0)
-    price = int(metadata.get("price_cents") or 0) or money.credits_to_cents(credits_micro)
+    claimed = int(metadata["credits_micro"])
+    quote = money.topup_quote(claimed)
+    if claimed <= 0 or quote.charge_cents > amount:
+        raise PaymentMismatch(
+            f"PaymentIntent {intent_id} claims {money.format_credits(claimed)} credits, which cost "
+            f"{money.format_money(quote.charge_cents, quote.currency)}, for "
+            f"{money.format_money(amount, str(intent.get('currency') or quote.currency))}: not credited."
+        )
     kind = metadata.get("kind") if metadata.get("kind") in Payment.Kind.values else Payment.Kind.TOPUP
     card = _card_of(intent)
     payment, _ = Payment.objects.get_or_create(
@@ -214,9 +267,9 @@ def _payment_for_intent(intent: dict) -> Payment | None:
         defaults={
             "user": user,
             "kind": kind,
-            "credits_micro": credits_micro,
-            "price_cents": price,
-            "fee_cents": max(amount - price, 0),
+            "credits_micro": claimed,
+            "price_cents": quote.price_cents,
+            "fee_cents": max(amount - quote.price_cents, 0),
             "amount_cents": amount,
             "currency": str(intent.get("currency") or settings.BILLING_CURRENCY)[:3],
             "card_brand": card.get("brand", ""),
@@ -258,15 +311,23 @@ def _payment_mark(payment: Payment, *, status: str, **fields) -> bool:
 def _payment_succeed(payment: Payment, *, amount_cents: int, currency: str, charge=None) -> bool:
     """Credits the wallet for a paid payment, exactly once (the row lock and the ledger key both make sure).
     True if this call credited it."""
+    status, expected_cents, expected_currency = Payment.objects.values_list("status", "amount_cents", "currency").get(
+        pk=payment.pk
+    )
+    if status == Payment.Status.SUCCEEDED:
+        return False
+    if amount_cents < expected_cents or (currency and currency.lower() != expected_currency.lower()):
+        mismatch = (
+            f"Payment {payment.pk} expected {expected_cents} {expected_currency}, Stripe reports "
+            f"{amount_cents} {currency}: not credited."
+        )
+        # Flagged for support (the admin lists it); the wallet gets nothing until someone looks.
+        Payment.objects.filter(pk=payment.pk).update(review_reason=mismatch[:500])
+        raise PaymentMismatch(mismatch)
     with transaction.atomic():
         locked = Payment.objects.select_for_update().select_related("user").get(pk=payment.pk)
         if locked.status == Payment.Status.SUCCEEDED:
             return False
-        if amount_cents < locked.amount_cents or (currency and currency.lower() != locked.currency.lower()):
-            raise PaymentMismatch(
-                f"Payment {locked.pk} expected {locked.amount_cents} {locked.currency}, Stripe reports "
-                f"{amount_cents} {currency}: not credited."
-            )
         _ledger_post(
             user=locked.user,
             amount_micro=locked.credits_micro,
@@ -314,7 +375,7 @@ def checkout_start(*, user, credits_micro: int, success_url: str, cancel_url: st
     topup_amount_check(credits_micro)
     customer_id = customer_ensure(user=user)
     quote = money.topup_quote(credits_micro)
-    payment = checkout_payment_create(user=user, quote=quote)
+    payment = checkout_payment_create(user=user, quote=quote)  # committed before Stripe hears of it
     try:
         session = gateway.checkout_session_create(
             customer_id=customer_id,
@@ -325,10 +386,10 @@ def checkout_start(*, user, credits_micro: int, success_url: str, cancel_url: st
                 f"{money.format_money(quote.price_cents, quote.currency)} of credits + "
                 f"{money.format_money(quote.fee_cents, quote.currency)} card fee"
             ),
-            metadata=_payment_metadata(user=user, kind=Payment.Kind.CHECKOUT, quote=quote, payment_id=payment.pk),
+            metadata=_payment_metadata(payment),
             success_url=success_url,
             cancel_url=cancel_url,
-            idempotency_key=f"checkout:{payment.pk}",
+            idempotency_key=payment.stripe_idempotency_key,
         )
     except gateway.GatewayError as exc:
         _payment_mark(payment, status=Payment.Status.FAILED, failure_code="stripe_error", failure_message=str(exc))
@@ -338,14 +399,8 @@ def checkout_start(*, user, credits_micro: int, success_url: str, cancel_url: st
 
 
 def checkout_payment_create(*, user, quote: money.TopupQuote) -> Payment:
-    return Payment.objects.create(
-        user=user,
-        kind=Payment.Kind.CHECKOUT,
-        credits_micro=quote.credits_micro,
-        price_cents=quote.price_cents,
-        fee_cents=quote.fee_cents,
-        amount_cents=quote.charge_cents,
-        currency=quote.currency,
+    return payment_open(
+        user=user, kind=Payment.Kind.CHECKOUT, quote=quote, idempotency_key=f"checkout:{user.pk}:{uuid.uuid4().hex}"
     )
 
 

@@ -12,7 +12,7 @@ from apps.billing import stripe_gateway as gateway
 from apps.billing.models import BillingProfile, PaymentMethod, StripeEvent
 from apps.billing.services.autotopup import _autotopup_switch_off
 from apps.billing.services.cards import payment_method_confirm
-from apps.billing.services.errors import WebhookHandlingFailed
+from apps.billing.services.errors import PaymentMismatch, WebhookHandlingFailed
 from apps.billing.services.payments import (
     _payment_for_charge,
     checkout_failed,
@@ -22,6 +22,10 @@ from apps.billing.services.payments import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+# A redelivery of an event in one of these is not handled again (the admin's "process again" still can).
+FINAL_STATUSES = (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED, StripeEvent.Status.REFUSED)
 
 
 def stripe_event_receive(*, payload: bytes, signature_header: str) -> StripeEvent:
@@ -37,7 +41,7 @@ def stripe_event_receive(*, payload: bytes, signature_header: str) -> StripeEven
             "stripe_created_at": datetime.fromtimestamp(created_at, tz=UTC) if isinstance(created_at, int) else None,
         },
     )
-    if not created and record.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
+    if not created and record.status in FINAL_STATUSES:
         return record
     stripe_event_process(event=record)
     return record
@@ -52,6 +56,13 @@ def stripe_event_process(*, event: StripeEvent) -> None:
         return
     try:
         handler(((event.payload.get("data") or {}).get("object")) or {})
+    except PaymentMismatch as exc:
+        # Stripe's report does not match what was paid (an amount, or metadata claiming more credits than the
+        # amount buys): nothing is credited, the event is marked for support, and Stripe is told it arrived (a
+        # redelivery would be refused again).
+        logger.error("Stripe event %s (%s) refused: %s", event.event_id, event.type, exc)
+        _event_mark(event, StripeEvent.Status.REFUSED, error=str(exc))
+        return
     except Exception as exc:
         logger.exception("Stripe event %s (%s) failed", event.event_id, event.type)
         _event_mark(event, StripeEvent.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
