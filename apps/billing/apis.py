@@ -503,6 +503,15 @@ class _Echo:
         return value
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(text: str) -> str:
+    """Text a spreadsheet would run as a formula (`=HYPERLINK(…)`, `+cmd|…`) is kept as text by a leading `'`
+    (OWASP's CSV injection advice). Our own numbers are written as they are: they are never formulas."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
 def ledger_csv_response(entries, *, filename: str) -> StreamingHttpResponse:
     """Every entry as CSV, streamed (an account with a long history costs no memory)."""
     writer = csv.writer(_Echo())
@@ -518,8 +527,8 @@ def ledger_csv_response(entries, *, filename: str) -> StreamingHttpResponse:
                     entry.kind,
                     money.format_credits(entry.amount_micro),
                     money.format_credits(entry.balance_after_micro),
-                    entry.reference,
-                    entry.description,
+                    csv_safe(entry.reference),
+                    csv_safe(entry.description),
                 ]
             )
 

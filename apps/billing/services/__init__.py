@@ -13,7 +13,12 @@ pyproject.toml keeps it so):
 Other apps import from here (`from apps.billing.services import credits_grant`), never from a layer module.
 """
 
-from apps.billing.services.autotopup import autotopup_amount, autotopup_configure, autotopup_run
+from apps.billing.services.autotopup import (
+    autotopup_amount,
+    autotopup_configure,
+    autotopup_run,
+    autotopup_wallet_sync,
+)
 from apps.billing.services.cards import SetupStarted, payment_method_confirm, payment_method_remove, payment_setup_start
 from apps.billing.services.customers import (
     action_link_read,
@@ -98,6 +103,7 @@ __all__ = [
     "autotopup_amount",
     "autotopup_configure",
     "autotopup_run",
+    "autotopup_wallet_sync",
     "billing_profile_get",
     "checkout_failed",
     "checkout_payment_create",

@@ -60,9 +60,12 @@ def autotopup_configure(
             raise PaymentMethodRequired(
                 "Auto top-up charges a saved card: save one with agent_setup_payment.php (or on /billing.php)."
             )
+    billing_profile_get(user=user)
     with transaction.atomic():
-        profile = billing_profile_get(user=user)
-        profile = BillingProfile.objects.select_for_update().get(pk=profile.pk)
+        # One lock order everywhere: the wallet, then the profile (the ledger writer locks the wallet first and
+        # may then touch the profile; the opposite order here could deadlock with it).
+        wallet = Wallet.objects.select_for_update().get(pk=wallet_get(user=user).pk)
+        profile = BillingProfile.objects.select_for_update().get(user=user)
         profile.autotopup_enabled = enabled
         if enabled:
             profile.autotopup_mode = mode
@@ -74,15 +77,28 @@ def autotopup_configure(
             profile.autotopup_declines = 0
             profile.autotopup_disabled_reason = ""
         profile.save()
-        wallet = wallet_get(user=user)
-        Wallet.objects.filter(pk=wallet.pk).update(autotopup_trigger_micro=trigger_micro if enabled else None)
-        if enabled and wallet.balance_micro < trigger_micro:
-            transaction.on_commit(lambda: _enqueue("autotopup_run", wallet.pk))
+        _wallet_trigger_set(wallet, profile)
     return profile
+
+
+def autotopup_wallet_sync(*, user) -> None:
+    """After the profile was changed elsewhere (the admin): the wallet's copy of the trigger follows it."""
+    with transaction.atomic():
+        wallet = Wallet.objects.select_for_update().get(pk=wallet_get(user=user).pk)
+        _wallet_trigger_set(wallet, BillingProfile.objects.select_for_update().get(user=user))
+
+
+def _wallet_trigger_set(wallet: Wallet, profile: BillingProfile) -> None:
+    """The ledger writer reads the trigger from the wallet row it locks; it is a copy of the profile's (locked)."""
+    trigger = profile.autotopup_trigger_micro if profile.autotopup_enabled else None
+    Wallet.objects.filter(pk=wallet.pk).update(autotopup_trigger_micro=trigger)
+    if trigger is not None and wallet.balance_micro < trigger:
+        transaction.on_commit(lambda: _enqueue("autotopup_run", wallet.pk))
 
 
 def _autotopup_switch_off(*, user, reason: str) -> bool:
     """Switches auto top-up off (inside the caller's transaction). True if it was on."""
+    Wallet.objects.select_for_update().filter(user=user).first()  # the wallet before the profile, as everywhere
     changed = BillingProfile.objects.filter(user=user, autotopup_enabled=True).update(
         autotopup_enabled=False, autotopup_disabled_reason=reason[:300]
     )
@@ -230,6 +246,7 @@ def _autotopup_after(payment: Payment) -> None:
 def _autotopup_declined(payment: Payment) -> None:
     reason = payment.failure_message or "The card was declined."
     with transaction.atomic():
+        Wallet.objects.select_for_update().filter(user=payment.user).first()  # the wallet before the profile
         profile = BillingProfile.objects.select_for_update().get(user=payment.user)
         profile.autotopup_declines += 1
         BillingProfile.objects.filter(pk=profile.pk).update(autotopup_declines=profile.autotopup_declines)
