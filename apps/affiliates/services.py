@@ -24,6 +24,7 @@ from apps.affiliates.models import (
     PayoutEvent,
     ReferralCode,
 )
+from apps.billing import models as billing_models
 from apps.billing import money
 from apps.billing.services import credits_from_commission
 from kiwiwhale.lib.ratelimit import rate_limit_hit
@@ -199,14 +200,45 @@ def commission_award(*, referred, payment_reference: str, net_micro: int, finger
     return commission
 
 
+def commission_award_for_payment(*, payment_id: int) -> Commission | None:
+    """The commission on a succeeded payment, handed over by billing's task after the credit committed.
+
+    The payment row is locked, so a refund or dispute being applied to it waits or has already been applied:
+    a payment whose credits were taken back earns nothing, and a reversal always finds the award it reverses.
+    """
+    with transaction.atomic():
+        payment = (
+            billing_models.Payment.objects.select_for_update()
+            .select_related("user")
+            .filter(pk=payment_id, status=billing_models.Payment.Status.SUCCEEDED)
+            .first()
+        )
+        if payment is None or payment.clawed_back_micro:
+            return None
+        fingerprint = ""
+        if payment.card_last4:
+            cards = billing_models.PaymentMethod.objects.filter(user=payment.user, last4=payment.card_last4)
+            fingerprint = cards.exclude(fingerprint="").values_list("fingerprint", flat=True).first() or ""
+        return commission_award(
+            referred=payment.user,
+            payment_reference=payment.reference,
+            net_micro=payment.credits_micro,
+            fingerprint=fingerprint,
+        )
+
+
+def commission_reverse_for_payment(*, payment_id: int) -> bool:
+    """Billing took a payment's credits back (refund, lost dispute): its commission goes too. True if reversed."""
+    payment = billing_models.Payment.objects.filter(pk=payment_id).first()
+    if payment is None or not payment.clawed_back_micro:
+        return False
+    return commission_reverse(payment_reference=payment.reference)
+
+
 def payment_fingerprints(*, user) -> set[str]:
     """Card fingerprints an account has paid with (to refuse commissions that go round in a loop)."""
-    from apps.billing import models as billing_models
-
-    method_model = getattr(billing_models, "PaymentMethod", None)
-    if method_model is None or "fingerprint" not in {f.name for f in method_model._meta.get_fields()}:
-        return set()
-    return set(method_model.objects.filter(user=user).exclude(fingerprint="").values_list("fingerprint", flat=True))
+    methods = billing_models.PaymentMethod.objects.filter(user=user).exclude(fingerprint="")
+    return set(methods.values_list("fingerprint", flat=True))
 
 
 def commissions_mature(*, now=None) -> int:

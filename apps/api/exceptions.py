@@ -6,7 +6,17 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from apps.billing import money, stripe_gateway
-from apps.billing.services import AuthenticationRequired, BillingError, InsufficientCredits, PaymentFailed, RateLimited
+from apps.billing.services import (
+    AuthenticationRequired,
+    BillingError,
+    BillingNotFound,
+    IdempotencyKeyReused,
+    InsufficientCredits,
+    PaymentFailed,
+    PaymentMethodRequired,
+    RateLimited,
+    RedemptionRefused,
+)
 from apps.catalog.services import InvalidInput, ModelNotFound, ModelUnavailable
 from apps.generations.services import QuotaExceeded
 
@@ -100,11 +110,29 @@ def _billing_error(exc, request) -> Response:
         extra["payment_id"] = exc.payment.pk
     if isinstance(exc, PaymentFailed) and exc.decline_code:
         extra["decline_code"] = exc.decline_code
-    if exc.status == 402:
+    status = _billing_status(exc)
+    if status == 402:
         extra["topup"] = topup_hints(request)
-    if exc.field and exc.status == 400:
+    if exc.field and status == 400:
         extra["details"] = [{"field": exc.field, "message": str(exc)}]
-    return error_response(exc.status, exc.code, str(exc), **extra)
+    return error_response(status, exc.code, str(exc), **extra)
+
+
+# Billing's domain errors carry no HTTP status: this is where each one gets its status of the contract.
+BILLING_STATUSES = {
+    PaymentMethodRequired: 402,
+    PaymentFailed: 402,
+    AuthenticationRequired: 402,
+    BillingNotFound: 404,
+    IdempotencyKeyReused: 422,
+}
+REDEMPTION_STATUSES = {"code_already_redeemed": 409, "code_expired": 410, "code_used_up": 410}
+
+
+def _billing_status(exc: BillingError) -> int:
+    if isinstance(exc, RedemptionRefused):
+        return REDEMPTION_STATUSES.get(exc.code, 400)
+    return next((status for kind, status in BILLING_STATUSES.items() if isinstance(exc, kind)), 400)
 
 
 def topup_hints(request) -> dict:

@@ -10,6 +10,7 @@ from django.urls import path
 
 from apps.billing import money
 from apps.billing import stripe_gateway as gateway
+from apps.billing.apis import csv_safe
 from apps.billing.models import (
     BillingEvent,
     BillingProfile,
@@ -25,6 +26,7 @@ from apps.billing.models import (
 from apps.billing.services import (
     BillingError,
     WebhookHandlingFailed,
+    autotopup_wallet_sync,
     credits_adjust,
     credits_grant,
     payment_refund,
@@ -50,6 +52,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class CreditsForm(forms.Form):
     amount = forms.DecimalField(max_digits=18, decimal_places=6, help_text="Credits; negative takes credits back.")
     reason = forms.CharField(max_length=300)
+    # Made when the form is shown and posted with it: the ledger key, so a double submit posts once.
+    nonce = forms.UUIDField(widget=forms.HiddenInput)
 
 
 @admin.register(Wallet)
@@ -81,7 +85,7 @@ class WalletAdmin(ReadOnlyAdmin):
 
     def credits_view(self, request, pk):
         wallet = Wallet.objects.select_related("user").get(pk=pk)
-        form = CreditsForm(request.POST or None)
+        form = CreditsForm(request.POST or None, initial={"nonce": uuid.uuid4()})
         if request.method == "POST" and form.is_valid():
             amount_micro = money.credits_to_micro(form.cleaned_data["amount"])
             post = credits_grant if amount_micro > 0 else credits_adjust
@@ -90,7 +94,7 @@ class WalletAdmin(ReadOnlyAdmin):
                     user=wallet.user,
                     amount_micro=amount_micro,
                     reason=form.cleaned_data["reason"],
-                    idempotency_key=f"admin:{uuid.uuid4()}",
+                    idempotency_key=f"admin:{form.cleaned_data['nonce']}",
                     created_by=request.user,
                 )
             except Exception as exc:  # InsufficientCredits, zero amount: shown to the admin, nothing written
@@ -139,6 +143,10 @@ class BillingProfileAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        autotopup_wallet_sync(user=obj.user)  # the wallet's copy of the trigger follows the edit
 
 
 @admin.register(PaymentMethod)
@@ -319,7 +327,13 @@ class RedemptionBatchAdmin(admin.ModelAdmin):
         writer.writerow(["code", "credits", "max_uses", "expires_at", "batch"])
         for code in codes:
             writer.writerow(
-                [code, money.format_credits(batch.credits_micro), batch.max_uses, batch.expires_at or "", batch.name]
+                [
+                    code,
+                    money.format_credits(batch.credits_micro),
+                    batch.max_uses,
+                    batch.expires_at or "",
+                    csv_safe(batch.name),
+                ]
             )
         response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="codes-batch-{batch.pk}.csv"'

@@ -8,15 +8,15 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.api.exceptions import ApiError
+from apps.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from apps.api.idempotency import idempotent
 from apps.api.serializers import CreditsField, body_validate, error_responses
 from apps.billing import money
 from apps.billing.models import BillingEvent, BillingProfile, LedgerEntry, Payment, PaymentMethod
 from apps.billing.services import (
-    AuthenticationRequired,
     BillingNotFound,
     InvalidBillingRequest,
-    PaymentFailed,
     autotopup_configure,
     billing_profile_get,
     code_redeem,
@@ -225,26 +225,19 @@ class TopupApi(APIView):
     )
     def post(self, request):
         data = body_validate(self.InputSerializer, request.data)
-        refused = []
-
-        def run():
-            try:
-                payment = topup_charge(
-                    user=request.user,
-                    credits_micro=data["credits"],
-                    request_key=request.headers.get("Idempotency-Key", ""),
-                )
-            except (PaymentFailed, AuthenticationRequired) as exc:
-                # The declined or waiting payment is recorded (the holder's link points at it): answer with a
-                # non-2xx response so idempotent() commits it without storing the answer, then raise the error.
-                refused.append(exc)
-                return Response(status=402)
-            return Response(self.OutputSerializer(self._body(request, payment)).data)
-
-        response = idempotent(request, scope="agent_topup", run=run)
-        if refused:
-            raise refused[0]
-        return response
+        request_key = request.headers.get(IDEMPOTENCY_HEADER)
+        if request_key is not None and not (request_key.strip() and len(request_key) <= 255):
+            # Refused before anything is charged (idempotent() would refuse it only after).
+            raise ApiError(400, "invalid_request", f"The {IDEMPOTENCY_HEADER} header must be 1 to 255 characters.")
+        # Charged first, outside any transaction: the Payment row is the request's idempotency record at Stripe
+        # (its key comes from the Idempotency-Key), so a replay finds it and charges nothing. Only the answer
+        # is then kept by idempotent(), for the replay to be the first response.
+        payment = topup_charge(user=request.user, credits_micro=data["credits"], request_key=request_key or "")
+        return idempotent(
+            request,
+            scope="agent_topup",
+            run=lambda: Response(self.OutputSerializer(self._body(request, payment)).data),
+        )
 
     @staticmethod
     def _body(request, payment: Payment) -> dict:
@@ -511,6 +504,15 @@ class _Echo:
         return value
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(text: str) -> str:
+    """Text a spreadsheet would run as a formula (`=HYPERLINK(…)`, `+cmd|…`) is kept as text by a leading `'`
+    (OWASP's CSV injection advice). Our own numbers are written as they are: they are never formulas."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
 def ledger_csv_response(entries, *, filename: str) -> StreamingHttpResponse:
     """Every entry as CSV, streamed (an account with a long history costs no memory)."""
     writer = csv.writer(_Echo())
@@ -526,8 +528,8 @@ def ledger_csv_response(entries, *, filename: str) -> StreamingHttpResponse:
                     entry.kind,
                     money.format_credits(entry.amount_micro),
                     money.format_credits(entry.balance_after_micro),
-                    entry.reference,
-                    entry.description,
+                    csv_safe(entry.reference),
+                    csv_safe(entry.description),
                 ]
             )
 

@@ -172,6 +172,10 @@ class Payment(models.Model):
     stripe_payment_intent_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
     stripe_checkout_session_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
     stripe_charge_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # Stored with the row before Stripe hears of the payment, so every retry (the reconciler's too) sends the
+    # same request: the same card under the same idempotency key, which Stripe answers with the first charge.
+    stripe_payment_method_id = models.CharField(max_length=255, blank=True, help_text="The card charged.")
+    stripe_idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
     card_brand = models.CharField(max_length=32, blank=True)
     card_last4 = models.CharField(max_length=4, blank=True)
     failure_code = models.CharField(max_length=100, blank=True)
@@ -180,6 +184,9 @@ class Payment(models.Model):
     dispute_status = models.CharField(max_length=32, blank=True)
     dispute_lost_cents = models.BigIntegerField(default=0)
     clawed_back_micro = models.BigIntegerField(default=0, help_text="Credits taken back by refunds and disputes.")
+    review_reason = models.CharField(
+        max_length=500, blank=True, help_text="Set when Stripe reported something that does not match: not credited."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     succeeded_at = models.DateTimeField(null=True, blank=True)
@@ -223,6 +230,7 @@ class StripeEvent(models.Model):
         PROCESSED = "processed", "Processed"
         IGNORED = "ignored", "Ignored (type not handled)"
         FAILED = "failed", "Failed"
+        REFUSED = "refused", "Refused (does not match what was paid)"
 
     event_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=100, db_index=True)

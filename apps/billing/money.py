@@ -57,6 +57,12 @@ def percent_of(micro: int, percent) -> int:
     return int((Decimal(micro) * Decimal(str(percent)) / 100).to_integral_value(rounding=ROUND_DOWN))
 
 
+def units_cost_micro(units_micro: int, *, price_micro: int, unit_size: int) -> int:
+    """The cost of `units_micro` millionths of units at `price_micro` per `unit_size` units, rounded up to the
+    micro-credit, in integers only (a float would round a large price wrong)."""
+    return -(-(units_micro * price_micro) // (MICRO * unit_size))
+
+
 # --- Real money: integer minor units (cents) with a currency ------------------------------------------------
 
 

@@ -10,6 +10,7 @@ The code is written for real Stripe; tests point it at localstripe through STRIP
 
 import json
 import logging
+import time
 from functools import lru_cache
 
 import stripe
@@ -217,11 +218,28 @@ def event_verify(*, payload: bytes, signature_header: str) -> dict:
     secret = settings.STRIPE_WEBHOOK_SECRET
     if not secret:
         raise BillingDisabled("The Stripe webhook secret (STRIPE_WEBHOOK_SECRET) is not set.")
+    tolerance = stripe.Webhook.DEFAULT_TOLERANCE
     try:
-        stripe.Webhook.construct_event(payload, signature_header, secret)
+        # The library refuses signatures older than the tolerance; one from the future is refused below.
+        stripe.Webhook.construct_event(payload, signature_header, secret, tolerance=tolerance)
         event = json.loads(payload)
     except (stripe.SignatureVerificationError, ValueError, UnicodeDecodeError) as exc:
         raise BadSignature(str(exc)) from exc
     if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
         raise BadSignature("Not a Stripe event.")
+    latest = time.time() + tolerance
+    if _signature_timestamp(signature_header) > latest:
+        raise BadSignature("The signature's timestamp is in the future.")
+    created = event.get("created")
+    if isinstance(created, int | float) and not isinstance(created, bool) and created > latest:
+        raise BadSignature("The event's creation time is in the future.")
     return event
+
+
+def _signature_timestamp(signature_header: str) -> int:
+    # `Stripe-Signature: t=1700000000,v1=…`; construct_event has already refused a header without a valid `t`.
+    for item in signature_header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t" and value.isdigit():
+            return int(value)
+    return 0

@@ -6,6 +6,7 @@ import logging
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
@@ -215,9 +216,7 @@ def action_page(request, token: str):
 
 
 def _user(user_id: int):
-    from apps.accounts.models import User
-
-    user = User.objects.filter(pk=user_id).first()
+    user = get_user_model().objects.filter(pk=user_id).first()
     if user is None:
         raise Http404("No such account.")
     return user

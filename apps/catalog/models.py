@@ -1,4 +1,3 @@
-import math
 
 from django.db import models
 
@@ -70,7 +69,7 @@ class AIModel(models.Model):
         else:
             units = value if isinstance(value, int | float) and not isinstance(value, bool) else 1
         units_micro = money.credits_to_micro(units)  # exact even for fractional units such as 2.5 seconds
-        cost = math.ceil(units_micro * self.price_micro / (money.MICRO * self.price_unit_size))
+        cost = money.units_cost_micro(units_micro, price_micro=self.price_micro, unit_size=self.price_unit_size)
         return max(self.price_min_micro, cost)
 
 

@@ -193,7 +193,7 @@ def test_it_charges_once_when_many_runs_race(stripe_on, settings_body, monkeypat
     if connection.vendor != "postgresql":
         pytest.fail("Concurrency is proven on PostgreSQL.")
     # Only these eight runs race: the evaluation the debit enqueues must not reach a live worker of the session.
-    monkeypatch.setattr("apps.billing.services._enqueue", lambda task_name, wallet_id: None)
+    monkeypatch.setattr("apps.billing.services.ledger._enqueue", lambda task_name, wallet_id: None)
     user = make_user("erin", credits="10")
     api = client_for(user)
     card_save(api)

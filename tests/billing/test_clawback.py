@@ -136,7 +136,10 @@ def test_an_admin_records_a_lost_dispute(admin_client, bob, bob_api, stripe_on):
 
 def test_an_admin_can_still_grant_credits_with_stripe_off(admin_client, bob, stripe_off):
     wallet = wallet_get(user=bob)
-    response = admin_client.post(f"/admin/billing/wallet/{wallet.pk}/credits/", {"amount": "3", "reason": "gift"})
+    nonce = "6f1c2d3e-0000-4000-8000-000000000001"
+    response = admin_client.post(
+        f"/admin/billing/wallet/{wallet.pk}/credits/", {"amount": "3", "reason": "gift", "nonce": nonce}
+    )
     assert response.status_code == 302
     assert wallet_get(user=bob).balance_micro == 3_000_000
 

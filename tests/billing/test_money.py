@@ -49,3 +49,14 @@ def test_it_takes_back_a_share_rounded_down():
     assert money.share_of(10_000_000, 600, 1061) == 5_655_042
     assert money.share_of(10_000_000, 2000, 1061) == 10_000_000
     assert money.share_of(10_000_000, 0, 1061) == 0
+
+
+def test_the_price_rule_is_exact_in_integers_even_for_a_large_price():
+    from apps.catalog.models import AIModel
+
+    # 2**53 + 1 has no float: a price rule going through one charges 1 micro-credit less.
+    model = AIModel(price_micro=2**53 + 1, price_unit="duration", price_unit_size=1)
+    assert model.cost_micro({"duration": 1}) == 2**53 + 1
+    per_thousand = AIModel(price_micro=3, price_unit="len:text", price_unit_size=1000)
+    assert per_thousand.cost_micro({"text": "x" * 1001}) == 4  # 3.003 rounded up, to the micro-credit
+    assert money.units_cost_micro(2_500_000, price_micro=10**12 + 7, unit_size=3) == -(-(25 * (10**12 + 7)) // 30)

@@ -1,3 +1,6 @@
+import csv
+import io
+
 import pytest
 from django.db import transaction
 
@@ -54,3 +57,15 @@ def test_it_shows_only_the_callers_entries(alice_api, charlie_api):
 
 def test_it_needs_a_key(anon_api):
     assert anon_api.get("/api/v1/usage.php").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "text", ['=HYPERLINK("http://evil","x")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+)
+def test_it_keeps_text_a_spreadsheet_would_run_as_a_formula_as_text(alice, alice_api, text):
+    credits_grant(user=alice, amount_micro=500_000, reason=text, idempotency_key="g:formula")
+    body = b"".join(alice_api.get("/api/v1/usage.php", {"export": "csv"}).streaming_content).decode()
+    rows = list(csv.reader(io.StringIO(body, newline="")))
+    grant = next(row for row in rows if row[2] == "grant" and row[3] == "0.5")
+    assert grant[6] == "'" + text
+    assert next(row for row in rows if row[2] == "grant" and row[3] == "10")[6] == "test"  # plain text unchanged

@@ -5,15 +5,26 @@ the endpoint's secret, because localstripe has no Checkout, sends no refund or d
 authentication_required; payment_intent events are localstripe's own where it sends them.
 """
 
+import json
+import time
 import uuid
 
 import pytest
+import stripe
 from django.db import transaction
 
 from apps.billing import money
 from apps.billing.models import BillingEvent, LedgerEntry, Payment, StripeEvent
 from apps.billing.services import InsufficientCredits, WalletNegative, checkout_payment_create, hold_place, wallet_get
-from tests.billing.conftest import card_create, card_save, customer_of, stripe_client, stripe_event, webhook_deliver
+from tests.billing.conftest import (
+    WEBHOOK_SECRET,
+    card_create,
+    card_save,
+    customer_of,
+    stripe_client,
+    stripe_event,
+    webhook_deliver,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -180,15 +191,62 @@ def test_it_waits_for_the_holder_on_an_authentication_required_failure(client, b
     assert wallet_get(user=bob).balance_micro == 0
 
 
-def test_it_marks_an_event_failed_when_stripe_reports_a_different_amount(client, bob, stripe_on):
+def test_it_refuses_and_flags_an_event_when_stripe_reports_a_different_amount(client, bob, stripe_on):
     payment = checkout_payment_create(user=bob, quote=money.topup_quote(10_000_000))
     intent = intent_object(bob, amount=100)
     intent["metadata"]["payment_id"] = str(payment.pk)
-    assert deliver_twice(client, stripe_event("payment_intent.succeeded", intent)) == [500, 500]
+    # Received (a redelivery would be refused again), not credited, and flagged on the event and the payment.
+    assert deliver_twice(client, stripe_event("payment_intent.succeeded", intent)) == [200, 200]
     event = StripeEvent.objects.get()
-    assert (event.status, event.attempts) == (StripeEvent.Status.FAILED, 2)
+    assert (event.status, event.attempts) == (StripeEvent.Status.REFUSED, 1)
     assert "not credited" in event.error
+    payment.refresh_from_db()
+    assert "expected 1061 usd" in payment.review_reason
+    assert payment.status != Payment.Status.SUCCEEDED
     assert wallet_get(user=bob).balance_micro == 0
+
+
+def test_it_refuses_metadata_that_claims_more_credits_than_the_amount_received_buys(client, bob, stripe_on):
+    # The probe: a signed event whose metadata claims 10^12 micro-credits (a million credits) for a 50-cent charge.
+    intent = intent_object(bob, amount=50, credits_micro=10**12)
+    assert deliver_twice(client, stripe_event("payment_intent.succeeded", intent)) == [200, 200]
+    event = StripeEvent.objects.get()
+    assert event.status == StripeEvent.Status.REFUSED
+    assert "claims 1000000 credits" in event.error
+    assert not Payment.objects.exists()
+    assert wallet_get(user=bob).balance_micro == 0
+    assert not entries(bob, "topup").exists()
+
+
+def test_it_credits_metadata_that_the_amount_received_pays_for(client, bob, stripe_on):
+    # 10 credits cost 10.61 with the fee: a charge of 10.61 that says so is credited, once.
+    intent = intent_object(bob, amount=1061, credits_micro=10_000_000)
+    assert deliver_twice(client, stripe_event("payment_intent.succeeded", intent)) == [200, 200]
+    assert wallet_get(user=bob).balance_micro == 10_000_000
+    assert entries(bob, "topup").count() == 1
+
+
+@pytest.mark.parametrize("skew", [-3600, 3600])
+def test_it_refuses_a_signature_outside_the_tolerance_either_way(client, bob, stripe_on, skew):
+    payload = json.dumps(stripe_event("payment_intent.succeeded", intent_object(bob)))
+    timestamp = int(time.time()) + skew
+    signature = stripe.WebhookSignature._compute_signature(f"{timestamp}.{payload}", WEBHOOK_SECRET)
+    response = client.post(
+        "/billing/stripe/webhook/",
+        data=payload,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=f"t={timestamp},v1={signature}",
+    )
+    assert response.status_code == 400
+    assert not StripeEvent.objects.exists()
+    assert wallet_get(user=bob).balance_micro == 0
+
+
+def test_it_refuses_an_event_created_in_the_future(client, bob, stripe_on):
+    event = stripe_event("payment_intent.succeeded", intent_object(bob))
+    event["created"] = int(time.time()) + 3600
+    assert webhook_deliver(client, event).status_code == 400
+    assert not StripeEvent.objects.exists()
 
 
 def test_it_ignores_event_types_it_does_not_handle(client, stripe_on):
