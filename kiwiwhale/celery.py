@@ -13,6 +13,8 @@ app.conf.beat_schedule = {
     "jobs-requeue-lost": {"task": "apps.generations.tasks.jobs_requeue_lost", "schedule": 60.0},
     # Every minute: jobs processing past JOB_TIMEOUT_SECONDS fail and their hold is released.
     "jobs-fail-stuck": {"task": "apps.generations.tasks.jobs_fail_stuck", "schedule": 60.0},
+    # Every minute: webhook tries whose message was lost (or whose worker died mid-try) are sent again.
+    "webhooks-sweep": {"task": "apps.webhooks.tasks.webhook_deliveries_sweep", "schedule": 60.0},
     # Every hour: affiliate commissions past their hold period become available.
     "commissions-mature": {"task": "apps.affiliates.tasks.commissions_mature", "schedule": 3600.0},
     # Every 5 minutes: payments still in flight after 10 minutes are checked with Stripe (lost webhooks).

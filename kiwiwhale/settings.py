@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "apps.site",
     "apps.blog",
     "apps.contact",
+    "apps.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -255,6 +256,7 @@ SPECTACULAR_SETTINGS = {
         "PaymentStatusEnum": "apps.billing.models.Payment.Status",
     },
     "SERVERS": [{"url": SITE_URL}] if SITE_URL else [],
+    "WEBHOOKS": ["apps.webhooks.apis.job_event_webhook"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -285,6 +287,14 @@ UPSTREAM_RETRIES = env.int("UPSTREAM_RETRIES", default=2)
 UPSTREAM_RETRY_BASE_SECONDS = env.float("UPSTREAM_RETRY_BASE_SECONDS", default=1.0)
 UPSTREAM_MAX_DOWNLOAD_BYTES = env.int("UPSTREAM_MAX_DOWNLOAD_BYTES", default=500 * 1024 * 1024)
 JOB_POLL_INTERVAL_SECONDS = env.float("JOB_POLL_INTERVAL_SECONDS", default=3.0)
+# Job webhooks (docs/agents.md#webhooks): how long one delivery may take, and the waits between retries (seconds;
+# the first try is at once, so the default is 9 tries over about 10 hours). A rotated secret keeps signing too
+# for the grace period, so receivers can switch without losing deliveries.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=15.0)
+WEBHOOK_RETRY_SCHEDULE = env.list(
+    "WEBHOOK_RETRY_SCHEDULE", cast=float, default=[5, 30, 120, 600, 1800, 3600, 10800, 21600]
+)
+WEBHOOK_SECRET_GRACE_SECONDS = env.int("WEBHOOK_SECRET_GRACE_SECONDS", default=24 * 3600)
 # Site pages: the showroom, blog and contact form.
 DISCORD_URL = env.str("DISCORD_URL", default="")
 RATE_CONTACT = env.str("RATE_CONTACT", default="5/hour")  # contact messages per client IP

@@ -1,3 +1,5 @@
+from urllib.parse import urlsplit
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -15,7 +17,7 @@ from apps.api.idempotency import idempotent
 from apps.api.serializers import CreditsField, error_responses
 from apps.billing.services import wallet_get
 from apps.catalog.services import model_resolve
-from apps.generations.models import Job, Output
+from apps.generations.models import WEBHOOK_EVENTS, Job, Output
 from apps.generations.services import job_cancel, job_create
 
 
@@ -78,7 +80,19 @@ class GenerateApi(APIView):
         model = serializers.CharField(required=False, help_text="The model's public id; `public_model` is an alias.")
         public_model = serializers.CharField(required=False)
         input = serializers.DictField(required=False, help_text="Validated against the model's `schema`.")
-        webhook_url = serializers.URLField(required=False, default="", max_length=2000)
+        webhook_url = serializers.URLField(
+            required=False,
+            default="",
+            max_length=2000,
+            help_text="An http(s) URL the server POSTs signed job events to (docs/agents.md#webhooks).",
+        )
+        webhook_events = serializers.ListField(
+            child=serializers.ChoiceField(choices=WEBHOOK_EVENTS),
+            required=False,
+            allow_empty=False,
+            max_length=len(WEBHOOK_EVENTS),
+            help_text="Which events to send; default `completed`, `failed`, `canceled`. Needs `webhook_url`.",
+        )
 
         def to_internal_value(self, data):
             if not isinstance(data, dict):
@@ -102,6 +116,13 @@ class GenerateApi(APIView):
             if len(names) > 1:
                 raise serializers.ValidationError({"model": ["`model` and `public_model` name different models."]})
             attrs["model"] = names.pop()
+            url = attrs.get("webhook_url", "")
+            if url and (urlsplit(url).scheme not in ("http", "https") or urlsplit(url).username is not None):
+                raise serializers.ValidationError({"webhook_url": ["Give an http or https URL without credentials."]})
+            if "webhook_events" in attrs:
+                if not url:
+                    raise serializers.ValidationError({"webhook_events": ["`webhook_events` needs a `webhook_url`."]})
+                attrs["webhook_events"] = [event for event in WEBHOOK_EVENTS if event in attrs["webhook_events"]]
             return attrs
 
     @extend_schema_serializer(component_name="GenerateResponse")
@@ -135,6 +156,7 @@ class GenerateApi(APIView):
             input=data.get("input") or {},
             api_key=request.auth if hasattr(request.auth, "key_hash") else None,
             webhook_url=data["webhook_url"],
+            webhook_events=data.get("webhook_events"),
         )
         body = {
             "job_id": job.pk,

@@ -30,6 +30,10 @@ class FetchError(Exception):
     """The URL cannot be fetched; the message is safe to show the user."""
 
 
+class FetchRefused(FetchError):
+    """The URL is not allowed here (scheme, credentials, a non-public address): trying again will not help."""
+
+
 @dataclass
 class Fetched:
     content: bytes
@@ -132,7 +136,7 @@ def _resolve_public(host: str, port: int) -> str:
     if not addresses:
         raise FetchError(f"The host {host!r} could not be resolved.")
     if not settings.FETCH_ALLOW_PRIVATE_ADDRESSES and not all(address_is_public(a) for a in addresses):
-        raise FetchError("The URL points to a private, loopback or reserved address.")
+        raise FetchRefused("The URL points to a private, loopback or reserved address.")
     return addresses[0]
 
 
@@ -157,3 +161,60 @@ def _data_url(url: str, max_bytes: int) -> Fetched:
     if len(content) > max_bytes:
         raise FetchError(f"The file is larger than {max_bytes} bytes.")
     return Fetched(content=content, content_type=(match["type"] or "text/plain").lower(), file_name="upload")
+
+
+# --- POST (job webhooks) ---------------------------------------------------------------------------------------
+# The smallest POST the webhooks need, with the same rules as fetch(): public addresses only (unless
+# FETCH_ALLOW_PRIVATE_ADDRESSES), connection pinned to the checked address, no proxy from the environment.
+# Redirects are not followed: a webhook receiver answers where it was registered.
+
+
+@dataclass
+class Posted:
+    status_code: int
+    body_excerpt: str  # the start of the answer, for the delivery log
+
+
+def post(url: str, *, content: bytes, headers: dict[str, str], timeout: float, excerpt_bytes: int = 500) -> Posted:
+    """POSTs `content` to `url` and returns the answer's status, whatever it is; FetchError when none came."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise FetchRefused("Malformed URL.") from exc
+    if parts.scheme not in ("http", "https"):
+        raise FetchRefused("Only http and https URLs can be called.")
+    if not parts.hostname:
+        raise FetchRefused("The URL has no host.")
+    if parts.username or parts.password:
+        raise FetchRefused("URLs with credentials are not accepted.")
+    address = _resolve_public(parts.hostname, port or (443 if parts.scheme == "https" else 80))
+    host_in_url = f"[{address}]" if ":" in address else address
+    netloc = f"{host_in_url}:{port}" if port else host_in_url
+    pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    host_name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    host_header = f"{host_name}:{port}" if port else host_name
+    try:
+        with (
+            httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+            client.stream(
+                "POST",
+                pinned,
+                content=content,
+                headers={"User-Agent": "KiwiWhale-webhooks/1", **headers, "Host": host_header},
+                extensions={"sni_hostname": parts.hostname},
+            ) as response,
+        ):
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) >= excerpt_bytes:
+                    break  # the rest is not ours to read
+            return Posted(
+                status_code=response.status_code,
+                body_excerpt=bytes(body[:excerpt_bytes]).decode("utf-8", "replace"),
+            )
+    except httpx.TimeoutException as exc:
+        raise FetchError(f"No answer within {timeout:g} s.") from exc
+    except httpx.HTTPError as exc:
+        raise FetchError(f"The connection failed ({type(exc).__name__}).") from exc
