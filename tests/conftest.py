@@ -4,11 +4,13 @@ Personas: `alice` has credits, `bob` has none, `charlie` is another account (iso
 """
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -135,6 +137,13 @@ def anon_api():
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker):
     """A real `celery worker` process on the real broker, using the test database and media folder."""
+    with celery_worker_started(queue=settings.CELERY_TASK_DEFAULT_QUEUE) as worker:
+        yield worker
+
+
+@contextmanager
+def celery_worker_started(*, queue: str, env: dict | None = None, log_name: str = "test-worker.log"):
+    """Starts a `celery worker` process consuming `queue`; `env` sets that worker's own settings."""
     from kiwiwhale.celery import app
 
     db = settings.DATABASES["default"]
@@ -144,11 +153,13 @@ def celery_worker_process(django_db_setup, django_db_blocker):
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+        "CELERY_QUEUE": queue,
         "DB_CONN_MAX_AGE": "0",
+        **(env or {}),
     }
+    name = f"test-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
     (ROOT / "var").mkdir(exist_ok=True)
-    log = open(ROOT / "var" / "test-worker.log", "w")  # noqa: SIM115 - closed at teardown
+    log = open(ROOT / "var" / log_name, "w")  # noqa: SIM115 - closed at teardown
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -163,7 +174,7 @@ def celery_worker_process(django_db_setup, django_db_blocker):
             "--without-gossip",
             "--without-mingle",
             "-n",
-            f"test-{uuid.uuid4().hex[:6]}@%h",
+            name,
         ],
         cwd=ROOT,
         env=env,
@@ -174,18 +185,20 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             pytest.fail(f"The Celery worker exited; see {log.name}")
-        if app.control.ping(timeout=1.0):
+        if app.control.ping(destination=[name], timeout=1.0):
             break
     else:
         worker.terminate()
         pytest.fail("The Celery worker did not answer a ping within 60 s.")
-    yield worker
-    worker.terminate()
     try:
-        worker.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-    log.close()
+        yield worker
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        log.close()
 
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's, installed by `make test` when missing
