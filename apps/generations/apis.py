@@ -74,6 +74,16 @@ class JobSerializer(serializers.Serializer):
     error = JobErrorField()
 
 
+def _webhook_url_callable(url: str) -> bool:
+    # URLField also lets ftp:// and out-of-range ports through; credentials in a URL would be sent to anyone.
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and parts.username is None and parts.password is None
+
+
 class GenerateApi(APIView):
     @extend_schema_serializer(component_name="Generate")
     class InputSerializer(serializers.Serializer):
@@ -117,8 +127,10 @@ class GenerateApi(APIView):
                 raise serializers.ValidationError({"model": ["`model` and `public_model` name different models."]})
             attrs["model"] = names.pop()
             url = attrs.get("webhook_url", "")
-            if url and (urlsplit(url).scheme not in ("http", "https") or urlsplit(url).username is not None):
-                raise serializers.ValidationError({"webhook_url": ["Give an http or https URL without credentials."]})
+            if url and not _webhook_url_callable(url):
+                raise serializers.ValidationError(
+                    {"webhook_url": ["Give an http or https URL, without credentials, with a valid port."]}
+                )
             if "webhook_events" in attrs:
                 if not url:
                     raise serializers.ValidationError({"webhook_events": ["`webhook_events` needs a `webhook_url`."]})

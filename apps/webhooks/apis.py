@@ -95,6 +95,9 @@ class DeliverySerializer(serializers.Serializer):
 class WebhookDeliveryListApi(APIView):
     """The deliveries of one job's webhook (`?job_id=`), or the account's newest 100."""
 
+    class InputSerializer(serializers.Serializer):
+        job_id = serializers.CharField(required=False, max_length=100)
+
     @extend_schema_serializer(component_name="WebhookDeliveryListResponse")
     class OutputSerializer(serializers.Serializer):
         success = serializers.BooleanField(default=True)
@@ -108,11 +111,13 @@ class WebhookDeliveryListApi(APIView):
             "(a try got a 2xx) or `failed` (out of retries, or the URL is refused, e.g. a private address)."
         ),
         parameters=[OpenApiParameter("job_id", str, required=False, description="Omit for your newest 100.")],
-        responses={200: OutputSerializer, **error_responses(401, 404)},
+        responses={200: OutputSerializer, **error_responses(400, 401, 404)},
     )
     def get(self, request):
         deliveries = WebhookDelivery.objects.for_user(request.user).prefetch_related("attempt_log")
-        job_id = request.query_params.get("job_id")
+        query = self.InputSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        job_id = query.validated_data.get("job_id")
         if job_id:
             if not Job.objects.for_user(request.user).filter(pk=job_id).exists():
                 raise ApiError(404, "not_found", f"No job {job_id!r} on this account.")
