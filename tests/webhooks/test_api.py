@@ -193,3 +193,10 @@ def test_redeliver_leaves_a_pending_delivery_alone(alice_api, catalog):
     assert webhook_redeliver(delivery=delivery) is True
     delivery.refresh_from_db()
     assert delivery.status == "pending" and delivery.max_attempts == 9 + len(django_settings.WEBHOOK_RETRY_SCHEDULE) + 1
+
+
+def test_the_docs_and_the_model_page_explain_webhooks(client, catalog):
+    guide = client.get("/docs/agents.php").content.decode()
+    assert 'id="webhooks"' in guide and "standardwebhooks" in guide and "webhook_deliveries.php" in guide
+    page = client.get("/model-api.php", {"model": "local/procedural-image"}).content.decode()
+    assert "/docs/agents.php#webhooks" in page and "/api/v1/webhook_secret.php" in page
