@@ -29,6 +29,9 @@ ATTEMPT_LEASE_MARGIN_SECONDS = 60
 SWEEP_GRACE_SECONDS = 30
 # ETA tasks may fire a little early on a worker whose clock runs ahead.
 CLOCK_SLACK_SECONDS = 2
+# Longer waits are left to the sweeper: a countdown message held past the broker's visibility timeout (Redis:
+# 1 h) is delivered again and again, and one held by a worker is lost with it.
+ETA_MAX_SECONDS = 300
 
 
 def _secret_new() -> str:
@@ -178,7 +181,7 @@ def _attempt_record(delivery, *, attempt, started_at, duration_ms, status_code, 
         else:
             schedule = settings.WEBHOOK_RETRY_SCHEDULE
             delay = schedule[min(attempt, len(schedule)) - 1]
-            if ours.update(**outcome, next_attempt_at=now + timedelta(seconds=delay)):
+            if ours.update(**outcome, next_attempt_at=now + timedelta(seconds=delay)) and delay <= ETA_MAX_SECONDS:
                 transaction.on_commit(
                     lambda: webhook_attempt_enqueue(delivery_id=delivery.pk, attempt=attempt + 1, delay=delay)
                 )

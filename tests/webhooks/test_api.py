@@ -200,3 +200,73 @@ def test_the_docs_and_the_model_page_explain_webhooks(client, catalog):
     assert 'id="webhooks"' in guide and "standardwebhooks" in guide and "webhook_deliveries.php" in guide
     page = client.get("/model-api.php", {"model": "local/procedural-image"}).content.decode()
     assert "/docs/agents.php#webhooks" in page and "/api/v1/webhook_secret.php" in page
+
+
+def _canceled_delivery(client, url: str) -> WebhookDelivery:
+    body = {**IMAGE, "webhook_url": url}
+    job = Job.objects.get(pk=client.post("/api/v1/generate.php", body, format="json").json()["job_id"])
+    job_cancel(job=job)
+    return WebhookDelivery.objects.get(job=job)
+
+
+@pytest.mark.parametrize(("wait", "enqueued"), [(1, 1), (600, 0)])
+def test_a_long_wait_is_left_to_the_sweeper(
+    alice_api, catalog, settings, django_capture_on_commit_callbacks, wait, enqueued
+):
+    from tests.webhooks.conftest import Receiver
+
+    settings.FETCH_ALLOW_PRIVATE_ADDRESSES = True
+    settings.WEBHOOK_RETRY_SCHEDULE = [wait]
+    receiver = Receiver()
+    receiver.statuses = [500]
+    try:
+        delivery = _canceled_delivery(alice_api, receiver.url)
+        with django_capture_on_commit_callbacks() as callbacks:
+            attempt = webhook_attempt(delivery_id=delivery.pk, attempt=1)
+    finally:
+        receiver.close()
+    assert attempt.status_code == 500
+    assert len(callbacks) == enqueued  # a countdown message only for short waits
+    delivery.refresh_from_db()
+    assert delivery.status == "pending" and delivery.max_attempts == 2
+    assert abs((delivery.next_attempt_at - attempt.started_at).total_seconds() - wait) < 2
+
+
+def test_a_redirect_is_not_followed_and_counts_as_a_failure(alice_api, catalog, settings):
+    from tests.webhooks.conftest import Receiver
+
+    settings.FETCH_ALLOW_PRIVATE_ADDRESSES = True
+    receiver = Receiver()
+    receiver.statuses = [302]
+    try:
+        delivery = _canceled_delivery(alice_api, receiver.url)
+        attempt = webhook_attempt(delivery_id=delivery.pk, attempt=1)
+    finally:
+        receiver.close()
+    assert attempt.status_code == 302 and attempt.error == "The receiver answered HTTP 302."
+    assert len(receiver.requests) == 1
+    delivery.refresh_from_db()
+    assert delivery.status == "pending" and delivery.last_status_code == 302
+
+
+def _listener_that_breaks(*, job, event):
+    from django.db import connection as db
+
+    with db.cursor() as cursor:
+        cursor.execute("SELECT 1/0")  # a database error inside the listener's savepoint
+
+
+def test_a_listener_that_fails_never_undoes_the_transition(alice, alice_api, catalog, monkeypatch):
+    from apps.generations import services as generation_services
+
+    monkeypatch.setattr(
+        generation_services,
+        "JOB_EVENT_LISTENERS",
+        (f"{__name__}._listener_that_breaks", "apps.webhooks.services.webhook_job_event"),
+    )
+    body = {**IMAGE, "webhook_url": "https://example.com/h"}
+    job = Job.objects.get(pk=alice_api.post("/api/v1/generate.php", body, format="json").json()["job_id"])
+    assert job_cancel(job=job)
+    job.refresh_from_db()
+    assert job.status == "canceled"
+    assert WebhookDelivery.objects.filter(job=job).count() == 1, "the next listener still ran"
