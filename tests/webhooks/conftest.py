@@ -48,7 +48,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/kiwiwhale"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def wait_for(self, count: int, timeout: float = 30.0) -> list[tuple[dict, bytes]]:
+    def wait_for(self, count: int, timeout: float = 60.0) -> list[tuple[dict, bytes]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if len(self.requests) >= count:
