@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "apps.blog",
     "apps.contact",
     "apps.ops",
+    "apps.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -314,6 +315,7 @@ SPECTACULAR_SETTINGS = {
         "PaymentStatusEnum": "apps.billing.models.Payment.Status",
     },
     "SERVERS": [{"url": SITE_URL}] if SITE_URL else [],
+    "WEBHOOKS": ["apps.webhooks.apis.job_event_webhook"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -345,6 +347,8 @@ CELERY_BEAT_SCHEDULE = {
     "jobs-requeue-lost": {"task": "apps.generations.tasks.jobs_requeue_lost", "schedule": JOB_SWEEP_SECONDS},
     # Every minute: jobs processing past JOB_TIMEOUT_SECONDS fail and their hold is released.
     "jobs-fail-stuck": {"task": "apps.generations.tasks.jobs_fail_stuck", "schedule": 60.0},
+    # Every minute: webhook tries whose message was lost (or whose worker died mid-try) are sent again.
+    "webhooks-sweep": {"task": "apps.webhooks.tasks.webhook_deliveries_sweep", "schedule": 60.0},
     # Every hour: affiliate commissions past their hold period become available.
     "commissions-mature": {"task": "apps.affiliates.tasks.commissions_mature", "schedule": 3600.0},
     # Every 5 minutes: payments still in flight after 10 minutes are checked with Stripe (lost webhooks).
@@ -374,6 +378,14 @@ UPSTREAM_RETRY_BASE_SECONDS = env.float("UPSTREAM_RETRY_BASE_SECONDS", default=1
 UPSTREAM_MAX_DOWNLOAD_BYTES = env.int("UPSTREAM_MAX_DOWNLOAD_BYTES", default=500 * 1024 * 1024)
 UPSTREAM_DOWNLOAD_TIMEOUT_SECONDS = env.float("UPSTREAM_DOWNLOAD_TIMEOUT_SECONDS", default=600.0)
 JOB_POLL_INTERVAL_SECONDS = env.float("JOB_POLL_INTERVAL_SECONDS", default=3.0)
+# Job webhooks (docs/agents.md#webhooks): how long one delivery may take, and the waits between retries (seconds;
+# the first try is at once, so the default is 9 tries over about 10 hours). A rotated secret keeps signing too
+# for the grace period, so receivers can switch without losing deliveries.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=15.0)
+WEBHOOK_RETRY_SCHEDULE = env.list(
+    "WEBHOOK_RETRY_SCHEDULE", cast=float, default=[5, 30, 120, 600, 1800, 3600, 10800, 21600]
+)
+WEBHOOK_SECRET_GRACE_SECONDS = env.int("WEBHOOK_SECRET_GRACE_SECONDS", default=24 * 3600)
 # Site pages: the showroom, blog and contact form.
 DISCORD_URL = env.str("DISCORD_URL", default="")
 RATE_CONTACT = env.str("RATE_CONTACT", default="5/hour")  # contact messages per client IP

@@ -4,11 +4,13 @@ Personas: `alice` has credits, `bob` has none, `charlie` is another account (iso
 """
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -138,11 +140,19 @@ def anon_api():
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker):
     """A real `celery worker` process on the real broker, using the test database and media folder."""
+    with celery_worker_started(queue=settings.CELERY_TASK_DEFAULT_QUEUE) as worker:
+        yield worker
+
+
+@contextmanager
+def celery_worker_started(*, queue: str, env: dict | None = None, log_name: str = "test-worker.log"):
+    """Starts a `celery worker` process consuming `queue`; `env` sets that worker's own settings."""
     from kiwiwhale.celery import app
 
-    env = service_env()
+    env = service_env(CELERY_QUEUE=queue, **(env or {}))
+    name = f"test-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
     (ROOT / "var").mkdir(exist_ok=True)
-    log = open(ROOT / "var" / "test-worker.log", "w")  # noqa: SIM115 - closed at teardown
+    log = open(ROOT / "var" / log_name, "w")  # noqa: SIM115 - closed at teardown
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -157,7 +167,7 @@ def celery_worker_process(django_db_setup, django_db_blocker):
             "--without-gossip",
             "--without-mingle",
             "-n",
-            f"test-{uuid.uuid4().hex[:6]}@%h",
+            name,
         ],
         cwd=ROOT,
         env=env,
@@ -168,18 +178,20 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             pytest.fail(f"The Celery worker exited; see {log.name}")
-        if app.control.ping(timeout=1.0):
+        if app.control.ping(destination=[name], timeout=1.0):
             break
     else:
         worker.terminate()
         pytest.fail("The Celery worker did not answer a ping within 60 s.")
-    yield worker
-    worker.terminate()
     try:
-        worker.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-    log.close()
+        yield worker
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        log.close()
 
 
 def _free_port() -> int:

@@ -19,6 +19,7 @@ from apps.billing.apis import (
 from apps.catalog.apis import ModelListApi
 from apps.generations.apis import GenerateApi, JobApi, JobCancelApi
 from apps.showroom.apis import PublicationPublishApi, PublicationRemixApi, PublicationUnpublishApi
+from apps.webhooks.apis import WebhookDeliveryListApi, WebhookSecretApi
 
 app_name = "api"
 
@@ -46,6 +47,8 @@ urlpatterns = [
     path("showroom_publish.php", PublicationPublishApi.as_view(), name="showroom_publish"),
     path("showroom_unpublish.php", PublicationUnpublishApi.as_view(), name="showroom_unpublish"),
     path("showroom_remix.php", PublicationRemixApi.as_view(), name="showroom_remix"),
+    path("webhook_secret.php", WebhookSecretApi.as_view(), name="webhook_secret"),
+    path("webhook_deliveries.php", WebhookDeliveryListApi.as_view(), name="webhook_deliveries"),
     # Clean aliases.
     path("agent_register", AgentRegisterApi.as_view()),
     path("credits", CreditsApi.as_view()),
@@ -66,4 +69,6 @@ urlpatterns = [
     path("showroom_publish", PublicationPublishApi.as_view()),
     path("showroom_unpublish", PublicationUnpublishApi.as_view()),
     path("showroom_remix", PublicationRemixApi.as_view()),
+    path("webhook_secret", WebhookSecretApi.as_view()),
+    path("webhook_deliveries", WebhookDeliveryListApi.as_view()),
 ]

@@ -1,3 +1,5 @@
+from urllib.parse import urlsplit
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -14,7 +16,7 @@ from apps.api.idempotency import idempotent
 from apps.api.serializers import CreditsField, error_responses
 from apps.billing.services import wallet_get
 from apps.catalog.services import model_resolve
-from apps.generations.models import Job, Output
+from apps.generations.models import WEBHOOK_EVENTS, Job, Output
 from apps.generations.services import job_cancel, job_create
 from kiwiwhale.lib.keyset import InvalidCursor, keyset_page, page_url
 from kiwiwhale.lib.ratelimit import CounterThrottle
@@ -79,6 +81,14 @@ class GenerateThrottle(CounterThrottle):
 
     def ident(self, request) -> str:
         return f"user:{request.user.pk}"  # throttles run after authentication: always an account
+def _webhook_url_callable(url: str) -> bool:
+    # URLField also lets ftp:// and out-of-range ports through; credentials in a URL would be sent to anyone.
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and parts.username is None and parts.password is None
 
 
 class GenerateApi(APIView):
@@ -89,7 +99,19 @@ class GenerateApi(APIView):
         model = serializers.CharField(required=False, help_text="The model's public id; `public_model` is an alias.")
         public_model = serializers.CharField(required=False)
         input = serializers.DictField(required=False, help_text="Validated against the model's `schema`.")
-        webhook_url = serializers.URLField(required=False, default="", max_length=2000)
+        webhook_url = serializers.URLField(
+            required=False,
+            default="",
+            max_length=2000,
+            help_text="An http(s) URL the server POSTs signed job events to (docs/agents.md#webhooks).",
+        )
+        webhook_events = serializers.ListField(
+            child=serializers.ChoiceField(choices=WEBHOOK_EVENTS),
+            required=False,
+            allow_empty=False,
+            max_length=len(WEBHOOK_EVENTS),
+            help_text="Which events to send; default `completed`, `failed`, `canceled`. Needs `webhook_url`.",
+        )
 
         def to_internal_value(self, data):
             if not isinstance(data, dict):
@@ -113,6 +135,15 @@ class GenerateApi(APIView):
             if len(names) > 1:
                 raise serializers.ValidationError({"model": ["`model` and `public_model` name different models."]})
             attrs["model"] = names.pop()
+            url = attrs.get("webhook_url", "")
+            if url and not _webhook_url_callable(url):
+                raise serializers.ValidationError(
+                    {"webhook_url": ["Give an http or https URL, without credentials, with a valid port."]}
+                )
+            if "webhook_events" in attrs:
+                if not url:
+                    raise serializers.ValidationError({"webhook_events": ["`webhook_events` needs a `webhook_url`."]})
+                attrs["webhook_events"] = [event for event in WEBHOOK_EVENTS if event in attrs["webhook_events"]]
             return attrs
 
     @extend_schema_serializer(component_name="GenerateResponse")
@@ -146,6 +177,7 @@ class GenerateApi(APIView):
             input=data.get("input") or {},
             api_key=request.auth if hasattr(request.auth, "key_hash") else None,
             webhook_url=data["webhook_url"],
+            webhook_events=data.get("webhook_events"),
         )
         body = {
             "job_id": job.pk,

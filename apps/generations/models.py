@@ -15,6 +15,11 @@ def output_upload_to(instance, filename: str) -> str:
     return f"outputs/{timezone.now():%Y/%m}/{secrets.token_urlsafe(16)}/{filename}"
 
 
+# What a job's webhook can be told (`webhook_events` on generate.php); without a choice, how it ended.
+WEBHOOK_EVENTS = ("started", "completed", "failed", "canceled")
+WEBHOOK_EVENTS_DEFAULT = ("completed", "failed", "canceled")
+
+
 class JobQuerySet(models.QuerySet):
     def for_user(self, user):
         return self.filter(user=user)
@@ -71,6 +76,7 @@ class Job(models.Model):
     cost_micro = models.BigIntegerField(help_text="The quote, held at submission.")
     hold = models.OneToOneField("billing.Hold", null=True, blank=True, on_delete=models.PROTECT, related_name="job")
     webhook_url = models.URLField(max_length=2000, blank=True)
+    webhook_events = models.JSONField(default=list, blank=True, help_text="Empty: completed, failed, canceled.")
     provider = models.CharField(max_length=40, blank=True, help_text="The route that served (or last tried) it.")
     route = models.ForeignKey(
         "catalog.ModelRoute",
@@ -124,6 +130,8 @@ class Job(models.Model):
     @classmethod
     def transition_allowed(cls, source: str, target: str) -> bool:
         return target in cls.TRANSITIONS.get(source, set())
+    def webhook_wants(self, event: str) -> bool:
+        return bool(self.webhook_url) and event in (self.webhook_events or WEBHOOK_EVENTS_DEFAULT)
 
     @property
     def public_model(self) -> str:

@@ -12,6 +12,7 @@ from django.core.files.base import ContentFile
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from apps.billing.services import hold_place, hold_refund, hold_release, hold_settle
 from apps.catalog.models import AIModel, ModelRoute
@@ -39,7 +40,9 @@ def routes_usable(model: AIModel) -> list[ModelRoute]:
     return [route for route in model.routes.all() if route.enabled and route.provider in keys]
 
 
-def job_create(*, user, model: AIModel, input: dict, api_key=None, webhook_url: str = "") -> Job:
+def job_create(
+    *, user, model: AIModel, input: dict, api_key=None, webhook_url: str = "", webhook_events: list[str] | None = None
+) -> Job:
     """Validates and prices the input, then holds the cost and creates the job together; enqueues after commit."""
     validated = input_validate(model=model, data=input)
     if not routes_usable(model):
@@ -65,6 +68,7 @@ def job_create(*, user, model: AIModel, input: dict, api_key=None, webhook_url: 
             cost_micro=cost_micro,
             hold=hold,
             webhook_url=webhook_url,
+            webhook_events=webhook_events or [],
         )
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
     return job
@@ -123,6 +127,7 @@ def job_run(*, job_id: str) -> None:
     if not claimed:
         return  # a duplicate delivery, or a job already finished or cancelled
     job = Job.objects.select_related("model", "hold").get(pk=job_id)
+    job_event_notify(job=job, event="started")
     with job_lease_kept(job_id=job_id, owner=owner):
         _job_try_routes(job, routes_usable(job.model))
 
@@ -323,6 +328,7 @@ def _job_complete(*, job: Job, result: RunResult, provider: str) -> None:
                 Output.objects.bulk_create(rows)
                 if job.hold_id:
                     hold_settle(hold=job.hold, reference=job.pk)
+                job_event_notify(job=job, event="completed")
     except BaseException:
         _files_delete(staged)  # SoftTimeLimitExceeded or a lost database mid-way: nothing was committed
         raise
@@ -406,6 +412,7 @@ def job_fail(*, job: Job, code: str, message: str, owner: str | None = None) -> 
             _staged_remove(job.pk)
             if job.hold_id:
                 hold_release(hold=job.hold, reason=f"Job failed: {code}", reference=job.pk)
+            job_event_notify(job=job, event="failed")
     return bool(failed)
 
 
@@ -423,6 +430,8 @@ def job_cancel(*, job: Job) -> bool:
         )
         if canceled and job.hold_id:
             hold_release(hold=job.hold, reason="Job canceled", reference=job.pk)
+        if canceled:
+            job_event_notify(job=job, event="canceled")
     if canceled:
         _upstream_cancel(job)
     return bool(canceled)
@@ -460,7 +469,28 @@ class JobNotFinished(Exception):
 
 def job_retry(*, job: Job) -> Job:
     """A new job with the same model and input, charged anew; the original stays as it was."""
-    return job_create(user=job.user, model=job.model, input=job.input, webhook_url=job.webhook_url)
+    return job_create(
+        user=job.user, model=job.model, input=job.input, webhook_url=job.webhook_url, webhook_events=job.webhook_events
+    )
+
+
+# Who hears that a job started or ended, by dotted path, imported when first called: the listeners' apps import
+# generations, so generations imports none of them (no cycle).
+JOB_EVENT_LISTENERS = ("apps.webhooks.services.webhook_job_event",)
+
+
+def job_event_notify(*, job: Job, event: str) -> None:
+    """Tells the listeners that `job` started, completed, failed or was canceled (WEBHOOK_EVENTS).
+
+    Called inside the transaction of the transition, so what a listener records commits with it (or not at all).
+    Each runs in its own savepoint: a listener that fails is logged and never undoes the transition.
+    """
+    for path in JOB_EVENT_LISTENERS:
+        try:
+            with transaction.atomic():
+                import_string(path)(job=job, event=event)
+        except Exception:
+            logger.exception("Job %s: listener %s failed on %s", job.pk, path, event)
 
 
 def job_refund(*, job: Job, reason: str, created_by=None) -> bool:

@@ -33,6 +33,8 @@ ENDPOINTS = [
     ("POST", "/affiliate_payout.php", "Request a cash payout of commission: {credits, method}.", "affiliate"),
     ("POST", "/showroom_publish.php", "Publish a completed job to the public showroom.", "showroom"),
     ("GET", "/showroom_remix.php", "The model and input of a published generation, to run it again.", "showroom"),
+    ("GET", "/webhook_secret.php", "The secret that signs your job webhooks (POST rotates it).", "webhooks"),
+    ("GET", "/webhook_deliveries.php", "Job webhook deliveries and their tries (?job_id=).", "webhooks"),
 ]
 
 
@@ -131,6 +133,7 @@ def agent_descriptor(*, base_url: str, model_count: int) -> dict:
         "autonomous_billing": "Save a card and top up credits without a human: manual, fixed or buffer auto top-up.",
         "affiliate": "Earn commission on the credits bought by the accounts you refer; convert it or cash it out.",
         "showroom": "Publish a generation to the public gallery, or remix a published one.",
+        "webhooks": "Signed job webhooks (Standard Webhooks) when a job starts or ends, retried with backoff.",
     }
     capabilities = [
         {"name": name, "description": text, "endpoints": paths.get(name, []), "available": bool(paths.get(name))}

@@ -36,6 +36,10 @@ curl -s -X POST "$BASE/api/v1/generate.php" \\
 
 # Poll until "status" is completed, failed or canceled; then download outputs[].url (no key needed).
 curl -s "$BASE/api/v1/jobs.php?job_id=job_…" -H "Authorization: Bearer ${KEY_ENV}"
+
+# Or skip polling: add "webhook_url": "https://you.example.com/hook" beside "model", and the finished job is
+# POSTed there, signed with the secret below (Standard Webhooks; see /docs/agents.php#webhooks).
+curl -s "$BASE/api/v1/webhook_secret.php" -H "Authorization: Bearer ${KEY_ENV}"
 """
     python = f"""# pip install requests; export {KEY_ENV}='{placeholder}'
 import os

@@ -63,7 +63,11 @@ class FetchError(Exception):
     """The URL cannot be fetched; the message is safe to show the user."""
 
 
-class AddressRefused(FetchError):
+class FetchRefused(FetchError):
+    """The URL is not allowed here (scheme, credentials, a non-public address): trying again will not help."""
+
+
+class AddressRefused(FetchRefused):
     """The host resolves to a private, loopback or reserved address that this request may not reach."""
 
 
@@ -118,9 +122,11 @@ def safe_request(
     json=None,
     timeout: float | None = None,
     max_bytes: int = 1024 * 1024,
+    truncate: bool = False,
 ) -> SafeResponse:
     """Sends one request to a user-supplied URL and returns the answer, whatever its status (a 3xx included:
-    redirects are not followed). `json` is a shortcut for a JSON body. Raises FetchError."""
+    redirects are not followed). `json` is a shortcut for a JSON body. A body over `max_bytes` is an error, or
+    with `truncate` only its first `max_bytes` are read. Raises FetchError (FetchRefused: never worth a retry)."""
     timeout = timeout or settings.FETCH_TIMEOUT_SECONDS
     headers = dict(headers or {})
     if json is not None:
@@ -131,7 +137,7 @@ def safe_request(
         _client(timeout) as client,
         _open(client, method, url, headers=headers, content=content) as r,
     ):
-        return SafeResponse(status=r.status_code, headers=r.headers, content=_read(r, max_bytes))
+        return SafeResponse(status=r.status_code, headers=r.headers, content=_read(r, max_bytes, truncate=truncate))
 
 
 @contextlib.contextmanager
@@ -305,13 +311,13 @@ def _check_url(url: str) -> None:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - a bad port or an unclosed IPv6 bracket raises here
     except ValueError as exc:
-        raise FetchError("Malformed URL.") from exc
+        raise FetchRefused("Malformed URL.") from exc
     if parts.scheme not in ("http", "https"):
-        raise FetchError("Only http, https and data: URLs can be fetched.")
+        raise FetchRefused("Only http, https and data: URLs can be fetched.")
     if not parts.hostname:
-        raise FetchError("The URL has no host.")
+        raise FetchRefused("The URL has no host.")
     if parts.username or parts.password:
-        raise FetchError("URLs with credentials are not accepted.")
+        raise FetchRefused("URLs with credentials are not accepted.")
 
 
 def _redirect_target(url: str, response: httpx.Response) -> str:
@@ -327,14 +333,17 @@ def _redirect_target(url: str, response: httpx.Response) -> str:
     return target
 
 
-def _read(response: httpx.Response, max_bytes: int) -> bytes:
+def _read(response: httpx.Response, max_bytes: int, *, truncate: bool = False) -> bytes:
+    """The body, at most `max_bytes`: longer is an error, or with `truncate` cut there (the rest is left unread)."""
     declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
+    if not truncate and declared and declared.isdigit() and int(declared) > max_bytes:
         raise FetchError(f"The file is larger than {max_bytes} bytes.")
     body = bytearray()
     for chunk in response.iter_bytes():
         body += chunk
         if len(body) > max_bytes:
+            if truncate:
+                return bytes(body[:max_bytes])
             raise FetchError(f"The file is larger than {max_bytes} bytes.")
     return bytes(body)
 

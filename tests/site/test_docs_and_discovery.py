@@ -120,7 +120,19 @@ def test_agent_json_gives_name_base_url_auth_links_and_capabilities(client, cata
     assert body["links"]["llms_txt"] == "http://kiwi.example/llms.txt"
     assert body["links"]["docs"]["agents"] == "http://kiwi.example/docs/agents.php"
     capabilities = {c["name"]: c for c in body["capabilities"]}
-    assert set(capabilities) == {"generate", "poll", "credits", "autonomous_billing", "affiliate", "showroom"}
+    assert set(capabilities) == {
+        "generate",
+        "poll",
+        "credits",
+        "autonomous_billing",
+        "affiliate",
+        "showroom",
+        "webhooks",
+    }
+    assert capabilities["webhooks"]["endpoints"] == [
+        {"method": "GET", "url": "http://kiwi.example/api/v1/webhook_secret.php"},
+        {"method": "GET", "url": "http://kiwi.example/api/v1/webhook_deliveries.php"},
+    ]
     assert capabilities["generate"]["available"] is True
     assert capabilities["generate"]["endpoints"] == [
         {"method": "POST", "url": "http://kiwi.example/api/v1/generate.php"}
