@@ -13,6 +13,9 @@ app.conf.beat_schedule = {
     "jobs-requeue-lost": {"task": "apps.generations.tasks.jobs_requeue_lost", "schedule": 60.0},
     # Every minute: jobs processing past JOB_TIMEOUT_SECONDS fail and their hold is released.
     "jobs-fail-stuck": {"task": "apps.generations.tasks.jobs_fail_stuck", "schedule": 60.0},
+    # Every 15 seconds: jobs past their Cancel-After deadline are canceled and credited back (each such job also
+    # enqueues this sweep for its deadline; this catches a lost message).
+    "jobs-cancel-overdue": {"task": "apps.generations.tasks.jobs_cancel_overdue", "schedule": 15.0},
     # Every hour: affiliate commissions past their hold period become available.
     "commissions-mature": {"task": "apps.affiliates.tasks.commissions_mature", "schedule": 3600.0},
     # Every 5 minutes: payments still in flight after 10 minutes are checked with Stripe (lost webhooks).

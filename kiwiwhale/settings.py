@@ -264,6 +264,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "PREPROCESSING_HOOKS": ["apps.api.schema.published_paths_only"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "apps.api.schema.contract_postprocess"],
     # Several models have a `status`: name each set of choices after its model.
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "apps.generations.models.Job.Status",

@@ -68,6 +68,9 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True, help_text="Hidden by its owner.")
+    deadline_at = models.DateTimeField(
+        null=True, blank=True, help_text="Cancel-After: canceled, its hold returned, if not finished by then."
+    )
 
     objects = JobQuerySet.as_manager()
 
@@ -77,6 +80,7 @@ class Job(models.Model):
             models.Index(fields=["user", "-created_at", "-id"], name="job_user_recent"),
             models.Index(fields=["status", "created_at"], name="job_status_age"),
             models.Index(fields=["status", "poll_at"], name="job_status_poll"),
+            models.Index(fields=["deadline_at"], condition=models.Q(deadline_at__isnull=False), name="job_deadline"),
         ]
 
     def __str__(self):

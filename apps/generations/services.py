@@ -19,6 +19,7 @@ from apps.generations.providers import (
     provider_for,
     provider_keys_available,
 )
+from apps.generations.waits import job_ended_notify
 from kiwiwhale.lib.tasks import task_enqueue
 
 logger = logging.getLogger(__name__)
@@ -29,12 +30,41 @@ def routes_usable(model: AIModel) -> list[ModelRoute]:
     return [route for route in model.routes.all() if route.enabled and route.provider in keys]
 
 
-def job_create(*, user, model: AIModel, input: dict, api_key=None, webhook_url: str = "") -> Job:
-    """Validates and prices the input, then holds the cost and creates the job together; enqueues after commit."""
+class CostOverMax(Exception):
+    """The job would cost more than the caller's `max_cost_credits`; nothing was charged."""
+
+    def __init__(self, *, cost_micro: int, max_cost_micro: int):
+        self.cost_micro = cost_micro
+        self.max_cost_micro = max_cost_micro
+        super().__init__("This job would cost more than max_cost_credits.")
+
+
+def job_quote(*, model: AIModel, input: dict) -> tuple[dict, int]:
+    """The input as a job would run it (validated, defaults applied) and what it would be charged, in micro."""
     validated = input_validate(model=model, data=input)
+    return validated, model.cost_micro(validated)
+
+
+def job_create(
+    *,
+    user,
+    model: AIModel,
+    input: dict,
+    api_key=None,
+    webhook_url: str = "",
+    max_cost_micro: int | None = None,
+    deadline_at=None,
+) -> Job:
+    """Validates and prices the input, then holds the cost and creates the job together; enqueues after commit.
+
+    `max_cost_micro`: refuse (CostOverMax) a job that would cost more. `deadline_at`: cancel the job, its hold
+    returned, if it has not finished by then (Cancel-After).
+    """
+    validated, cost_micro = job_quote(model=model, input=input)
     if not routes_usable(model):
         raise ModelUnavailable(model.public_model)
-    cost_micro = model.cost_micro(validated)
+    if max_cost_micro is not None and cost_micro > max_cost_micro:
+        raise CostOverMax(cost_micro=cost_micro, max_cost_micro=max_cost_micro)
     job_id = job_id_new()
     with transaction.atomic():
         hold = hold_place(
@@ -54,8 +84,11 @@ def job_create(*, user, model: AIModel, input: dict, api_key=None, webhook_url: 
             hold=hold,
             webhook_url=webhook_url,
             enqueued_at=timezone.now(),
+            deadline_at=deadline_at,
         )
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
+        if deadline_at is not None:
+            transaction.on_commit(lambda: _overdue_sweep_enqueue(at=deadline_at))
     return job
 
 
@@ -182,6 +215,7 @@ def _job_complete(*, job: Job, result: RunResult, provider: str) -> None:
         Output.objects.bulk_create(rows)
         if job.hold_id:
             hold_settle(hold=job.hold, reference=job.pk)
+        transaction.on_commit(lambda: job_ended_notify(job.pk))
 
 
 def _output_row(job: Job, position: int, data: OutputData) -> Output:
@@ -214,22 +248,26 @@ def job_fail(*, job: Job, code: str, message: str) -> bool:
         )
         if failed and job.hold_id:
             hold_release(hold=job.hold, reason=f"Job failed: {code}", reference=job.pk)
+        if failed:
+            transaction.on_commit(lambda: job_ended_notify(job.pk))
     return bool(failed)
 
 
-def job_cancel(*, job: Job) -> bool:
-    """Cancels a job that has not finished and returns its hold. True if this call cancelled it.
+def job_cancel(*, job: Job, code: str = "", message: str = "") -> bool:
+    """Cancels a job that has not finished and returns its whole hold. True if this call cancelled it.
 
-    A queued job always can be; a processing one only while it waits on an upstream, which is asked to stop.
+    One rule for queued and processing jobs: the account gets every credit back. An upstream that runs the job
+    is asked to stop (where its API allows); a local engine mid-run finishes and its output is thrown away
+    (`_job_complete` keeps nothing for a job no longer processing). `code`/`message` say why, e.g. a deadline.
     """
     with transaction.atomic():
-        canceled = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
-            status=Job.Status.CANCELED, completed_at=timezone.now()
-        ) or Job.objects.filter(pk=job.pk, status=Job.Status.PROCESSING, poll_at__isnull=False).update(
-            status=Job.Status.CANCELED, completed_at=timezone.now()
+        canceled = Job.objects.filter(pk=job.pk, status__in=[Job.Status.QUEUED, Job.Status.PROCESSING]).update(
+            status=Job.Status.CANCELED, completed_at=timezone.now(), error_code=code, error_message=message[:2000]
         )
         if canceled and job.hold_id:
             hold_release(hold=job.hold, reason="Job canceled", reference=job.pk)
+        if canceled:
+            transaction.on_commit(lambda: job_ended_notify(job.pk))
     if canceled:
         _upstream_cancel(job)
     return bool(canceled)
@@ -305,3 +343,29 @@ def jobs_fail_stuck() -> int:
             failed += 1
             _upstream_cancel(job)
     return failed
+
+
+def jobs_cancel_overdue() -> int:
+    """Cancels every unfinished job past its Cancel-After deadline (`deadline_at`); their holds come back."""
+    now = timezone.now()
+    overdue = Job.objects.filter(
+        deadline_at__lte=now, status__in=[Job.Status.QUEUED, Job.Status.PROCESSING]
+    ).select_related("hold", "model")[:500]
+    canceled = 0
+    for job in overdue:
+        limit = job.deadline_at - job.created_at
+        if job_cancel(
+            job=job,
+            code="deadline_exceeded",
+            message=f"Canceled by Cancel-After: not finished within {int(limit.total_seconds())} s.",
+        ):
+            canceled += 1
+    return canceled
+
+
+def _overdue_sweep_enqueue(*, at) -> None:
+    from apps.generations.tasks import jobs_cancel_overdue as jobs_cancel_overdue_task
+
+    # At the deadline itself; the beat schedule runs the same sweep in case this message is lost.
+    delay = max(0.0, (at - timezone.now()).total_seconds()) + 0.2
+    task_enqueue(jobs_cancel_overdue_task, countdown=delay)

@@ -21,3 +21,8 @@ def jobs_requeue_lost() -> int:
 @shared_task(name="apps.generations.tasks.jobs_fail_stuck")
 def jobs_fail_stuck() -> int:
     return services.jobs_fail_stuck()
+
+
+@shared_task(name="apps.generations.tasks.jobs_cancel_overdue")
+def jobs_cancel_overdue() -> int:
+    return services.jobs_cancel_overdue()
