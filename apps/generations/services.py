@@ -191,6 +191,9 @@ def _job_wait(job: Job, route: ModelRoute, pending: Pending) -> None:
     )
     if updated:
         job_poll_enqueue(job_id=job.pk, delay=delay)
+    elif pending.state:
+        # Canceled (or failed) while the upstream was accepting it: nobody will poll it, so ask it to stop.
+        _upstream_stop(route, pending.state, job.pk)
 
 
 def job_poll_enqueue(*, job_id: str, delay: float = 0) -> None:
@@ -277,13 +280,14 @@ def _upstream_cancel(job: Job) -> None:
     job.refresh_from_db(fields=["route", "upstream_state"])
     if job.route_id is None or not job.upstream_state:
         return
-    route = job.route
+    _upstream_stop(job.route, job.upstream_state, job.pk)
+
+
+def _upstream_stop(route: ModelRoute, state: dict, job_id: str) -> None:
     try:
-        provider_for(route.provider).cancel(
-            upstream_model=route.upstream_model, params=route.params, state=job.upstream_state
-        )
+        provider_for(route.provider).cancel(upstream_model=route.upstream_model, params=route.params, state=state)
     except Exception:
-        logger.warning("Job %s: the upstream could not be asked to stop", job.pk, exc_info=True)
+        logger.warning("Job %s: the upstream could not be asked to stop", job_id, exc_info=True)
 
 
 def job_delete(*, job: Job) -> None:
