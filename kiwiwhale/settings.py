@@ -309,6 +309,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "PREPROCESSING_HOOKS": ["apps.api.schema.published_paths_only"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "apps.api.schema.contract_postprocess"],
     # Several models have a `status`: name each set of choices after its model.
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "apps.generations.models.Job.Status",
@@ -347,6 +348,9 @@ CELERY_BEAT_SCHEDULE = {
     "jobs-requeue-lost": {"task": "apps.generations.tasks.jobs_requeue_lost", "schedule": JOB_SWEEP_SECONDS},
     # Every minute: jobs processing past JOB_TIMEOUT_SECONDS fail and their hold is released.
     "jobs-fail-stuck": {"task": "apps.generations.tasks.jobs_fail_stuck", "schedule": 60.0},
+    # Every 15 seconds: jobs past their Cancel-After deadline are canceled and credited back (each such job also
+    # enqueues this sweep for its deadline; this catches a lost message).
+    "jobs-cancel-overdue": {"task": "apps.generations.tasks.jobs_cancel_overdue", "schedule": 15.0},
     # Every minute: webhook tries whose message was lost (or whose worker died mid-try) are sent again.
     "webhooks-sweep": {"task": "apps.webhooks.tasks.webhook_deliveries_sweep", "schedule": 60.0},
     # Every hour: affiliate commissions past their hold period become available.

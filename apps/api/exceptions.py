@@ -1,5 +1,6 @@
 """One place that turns exceptions into the contract's error shape: {"success": false, "error", "message", …}."""
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions
@@ -18,7 +19,7 @@ from apps.billing.services import (
     RedemptionRefused,
 )
 from apps.catalog.services import InvalidInput, ModelNotFound, ModelUnavailable
-from apps.generations.services import QuotaExceeded
+from apps.generations.services import CostOverMax, QuotaExceeded
 
 
 class ApiError(exceptions.APIException):
@@ -52,6 +53,15 @@ def exception_handler(exc, context):
             required=money.micro_to_json(exc.required_micro),
             credits=money.micro_to_json(exc.balance_micro),
             topup=topup_hints(request),
+        )
+    if isinstance(exc, CostOverMax):
+        return error_response(
+            402,
+            "over_max_cost",
+            f"This job costs {money.format_credits(exc.cost_micro)} credits, over max_cost_credits "
+            f"({money.format_credits(exc.max_cost_micro)}); nothing was charged.",
+            required=money.micro_to_json(exc.cost_micro),
+            max_cost_credits=money.micro_to_json(exc.max_cost_micro),
         )
     if isinstance(exc, BillingError | stripe_gateway.BillingDisabled | stripe_gateway.GatewayError | RateLimited):
         return _billing_error(exc, request)
@@ -136,12 +146,28 @@ def _billing_status(exc: BillingError) -> int:
 
 
 def topup_hints(request) -> dict:
-    billing_path = "/billing.php"
-    return {
-        "endpoint": "/api/v1/agent_topup.php",
-        "setup_endpoint": "/api/v1/agent_setup_payment.php",
-        "billing_url": request.build_absolute_uri(billing_path) if request is not None else billing_path,
-    }
+    """The ways to get credits this instance offers now, each with its method and absolute URL.
+
+    Card top-ups only when Stripe is configured; redemption codes and the billing page always."""
+    base = settings.SITE_URL or (request.build_absolute_uri("/").rstrip("/") if request is not None else "")
+    ways = []
+    hints = {}
+    if settings.STRIPE_ENABLED:
+        hints["endpoint"] = f"{base}/api/v1/agent_topup.php"
+        hints["setup_endpoint"] = f"{base}/api/v1/agent_setup_payment.php"
+        ways += [
+            {"method": "POST", "url": hints["endpoint"], "description": 'Charge the saved card: {"credits": 10}.'},
+            {
+                "method": "POST",
+                "url": hints["setup_endpoint"],
+                "description": "Save a card first (then agent_confirm_payment_method.php).",
+            },
+        ]
+    ways += [
+        {"method": "POST", "url": f"{base}/api/v1/redeem.php", "description": 'Redeem a code: {"code": "…"}.'},
+        {"method": "GET", "url": f"{base}/billing.php", "description": "The billing page, for the account's human."},
+    ]
+    return {**hints, "billing_url": f"{base}/billing.php", "ways": ways}
 
 
 def _details(detail, prefix="") -> list[dict]:

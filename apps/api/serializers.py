@@ -63,6 +63,24 @@ class ErrorDetailSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+class CreditWaySerializer(serializers.Serializer):
+    method = serializers.ChoiceField(choices=["GET", "POST"])
+    url = serializers.URLField(help_text="Absolute.")
+    description = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="TopupHints")
+class TopupHintsSerializer(serializers.Serializer):
+    """Where credits come from on this instance right now (card top-ups only when Stripe is configured)."""
+
+    ways = CreditWaySerializer(many=True)
+    billing_url = serializers.URLField(help_text="The billing page (absolute), for the account's human.")
+    endpoint = serializers.URLField(required=False, help_text="Card top-up endpoint (absolute), when billing is on.")
+    setup_endpoint = serializers.URLField(
+        required=False, help_text="Card setup endpoint (absolute), when billing is on."
+    )
+
+
 @extend_schema_serializer(component_name="Error")
 class ErrorSerializer(serializers.Serializer):
     """Every error: `{"success": false, "error": "<code>", "message": "…"}`, plus detail fields for some codes."""
@@ -71,9 +89,13 @@ class ErrorSerializer(serializers.Serializer):
     error = serializers.CharField(help_text="A stable code, e.g. insufficient_credits, invalid_input.")
     message = serializers.CharField(help_text="A sentence for a human.")
     details = ErrorDetailSerializer(many=True, required=False, help_text="invalid_input / invalid_request: per field.")
-    required = serializers.FloatField(required=False, help_text="insufficient_credits: the job's cost.")
+    required = serializers.FloatField(required=False, help_text="insufficient_credits, over_max_cost: the cost.")
     credits = serializers.FloatField(required=False, help_text="insufficient_credits: the balance.")
-    topup = serializers.DictField(required=False, help_text="insufficient_credits: where to top up.")
+    max_cost_credits = serializers.FloatField(required=False, help_text="over_max_cost: the cap that was given.")
+    topup = TopupHintsSerializer(required=False, help_text="Every 402 about credits: the ways to get them here.")
+    action_url = serializers.URLField(required=False, help_text="authentication_required: where to finish.")
+    payment_id = serializers.IntegerField(required=False)
+    decline_code = serializers.CharField(required=False)
 
 
 def error_responses(*statuses: int) -> dict:

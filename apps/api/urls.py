@@ -17,7 +17,7 @@ from apps.billing.apis import (
     UsageApi,
 )
 from apps.catalog.apis import ModelListApi
-from apps.generations.apis import GenerateApi, JobApi, JobCancelApi
+from apps.generations.apis import JobCancelApi, QuoteApi, generate_view, jobs_view
 from apps.showroom.apis import PublicationPublishApi, PublicationRemixApi, PublicationUnpublishApi
 from apps.webhooks.apis import WebhookDeliveryListApi, WebhookSecretApi
 
@@ -28,13 +28,14 @@ urlpatterns = [
     path("agent_register.php", AgentRegisterApi.as_view(), name="agent_register"),
     path("credits.php", CreditsApi.as_view(), name="credits"),
     path("models.php", ModelListApi.as_view(), name="models"),
-    path("generate.php", GenerateApi.as_view(), name="generate"),
-    path("jobs.php", JobApi.as_view(), name="jobs"),
+    path("generate.php", generate_view, name="generate"),
+    path("jobs.php", jobs_view, name="jobs"),
     path("agent_setup_payment.php", PaymentSetupApi.as_view(), name="agent_setup_payment"),
     path("agent_confirm_payment_method.php", PaymentMethodConfirmApi.as_view(), name="agent_confirm_payment_method"),
     path("agent_topup.php", TopupApi.as_view(), name="agent_topup"),
     path("agent_autotopup.php", AutoTopupApi.as_view(), name="agent_autotopup"),
     # Ours.
+    path("quote.php", QuoteApi.as_view(), name="quote"),
     path("usage.php", UsageApi.as_view(), name="usage"),
     path("redeem.php", RedeemApi.as_view(), name="redeem"),
     path("payment_methods.php", PaymentMethodListApi.as_view(), name="payment_methods"),
@@ -62,9 +63,10 @@ urlpatterns = [
     path("payment_method_remove", PaymentMethodRemoveApi.as_view()),
     path("low_balance", LowBalanceApi.as_view()),
     path("models", ModelListApi.as_view()),
-    path("generate", GenerateApi.as_view()),
-    path("jobs", JobApi.as_view()),
-    path("jobs/<str:job_id>", JobApi.as_view(), name="job"),
+    path("quote", QuoteApi.as_view()),
+    path("generate", generate_view),
+    path("jobs", jobs_view),
+    path("jobs/<str:job_id>", jobs_view, name="job"),
     path("jobs/<str:job_id>/cancel", JobCancelApi.as_view(), name="job_cancel"),
     path("showroom_publish", PublicationPublishApi.as_view()),
     path("showroom_unpublish", PublicationUnpublishApi.as_view()),

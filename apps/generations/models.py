@@ -108,6 +108,9 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True, help_text="Hidden by its owner.")
+    deadline_at = models.DateTimeField(
+        null=True, blank=True, help_text="Cancel-After: canceled, its hold returned, if not finished by then."
+    )
 
     objects = JobQuerySet.as_manager()
 
@@ -118,6 +121,7 @@ class Job(models.Model):
             models.Index(fields=["status", "created_at"], name="job_status_age"),
             models.Index(fields=["status", "poll_at"], name="job_status_poll"),
             models.Index(fields=["status", "lease_expires_at"], name="job_status_lease"),
+            models.Index(fields=["deadline_at"], condition=models.Q(deadline_at__isnull=False), name="job_deadline"),
         ]
 
     def __str__(self):
@@ -130,6 +134,7 @@ class Job(models.Model):
     @classmethod
     def transition_allowed(cls, source: str, target: str) -> bool:
         return target in cls.TRANSITIONS.get(source, set())
+
     def webhook_wants(self, event: str) -> bool:
         return bool(self.webhook_url) and event in (self.webhook_events or WEBHOOK_EVENTS_DEFAULT)
 

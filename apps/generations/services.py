@@ -40,14 +40,42 @@ def routes_usable(model: AIModel) -> list[ModelRoute]:
     return [route for route in model.routes.all() if route.enabled and route.provider in keys]
 
 
-def job_create(
-    *, user, model: AIModel, input: dict, api_key=None, webhook_url: str = "", webhook_events: list[str] | None = None
-) -> Job:
-    """Validates and prices the input, then holds the cost and creates the job together; enqueues after commit."""
+class CostOverMax(Exception):
+    """The job would cost more than the caller's `max_cost_credits`; nothing was charged."""
+
+    def __init__(self, *, cost_micro: int, max_cost_micro: int):
+        self.cost_micro = cost_micro
+        self.max_cost_micro = max_cost_micro
+        super().__init__("This job would cost more than max_cost_credits.")
+
+
+def job_quote(*, model: AIModel, input: dict) -> tuple[dict, int]:
+    """The input as a job would run it (validated, defaults applied) and what it would be charged, in micro."""
     validated = input_validate(model=model, data=input)
+    return validated, model.cost_micro(validated)
+
+
+def job_create(
+    *,
+    user,
+    model: AIModel,
+    input: dict,
+    api_key=None,
+    webhook_url: str = "",
+    webhook_events: list[str] | None = None,
+    max_cost_micro: int | None = None,
+    deadline_at=None,
+) -> Job:
+    """Validates and prices the input, then holds the cost and creates the job together; enqueues after commit.
+
+    `max_cost_micro`: refuse (CostOverMax) a job that would cost more. `deadline_at`: cancel the job, its hold
+    returned, if it has not finished by then (Cancel-After).
+    """
+    validated, cost_micro = job_quote(model=model, input=input)
     if not routes_usable(model):
         raise ModelUnavailable(model.public_model)
-    cost_micro = model.cost_micro(validated)
+    if max_cost_micro is not None and cost_micro > max_cost_micro:
+        raise CostOverMax(cost_micro=cost_micro, max_cost_micro=max_cost_micro)
     if cost_micro == 0:
         free_work_check(user=user)
     job_id = job_id_new()
@@ -69,8 +97,11 @@ def job_create(
             hold=hold,
             webhook_url=webhook_url,
             webhook_events=webhook_events or [],
+            deadline_at=deadline_at,
         )
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
+        if deadline_at is not None:
+            transaction.on_commit(lambda: _overdue_sweep_enqueue(at=deadline_at))
     return job
 
 
@@ -287,6 +318,9 @@ def _job_wait(job: Job, route: ModelRoute, pending: Pending) -> None:
     )
     if updated:
         job_poll_enqueue(job_id=job.pk, delay=delay)
+    elif pending.state:
+        # Canceled (or failed) while the upstream was accepting it: nobody will poll it, so ask it to stop.
+        _upstream_stop(route, pending.state, job.pk)
 
 
 def job_poll_enqueue(*, job_id: str, delay: float = 0) -> None:
@@ -416,17 +450,21 @@ def job_fail(*, job: Job, code: str, message: str, owner: str | None = None) -> 
     return bool(failed)
 
 
-def job_cancel(*, job: Job) -> bool:
-    """The one way a job is cancelled: it ends and its hold comes back. True if this call cancelled it.
+def job_cancel(*, job: Job, code: str = "", message: str = "") -> bool:
+    """The one way a job is cancelled: it ends and its whole hold comes back. True if this call cancelled it.
 
-    A queued job always can be; a processing one only while it waits on an upstream, which is asked to stop.
+    One rule for queued and processing jobs: the account gets every credit back. An upstream that runs the job
+    is asked to stop (where its API allows); a local engine mid-run finishes and its output is thrown away
+    (`_job_complete` keeps nothing for a job no longer processing). `code`/`message` say why, e.g. a deadline.
     """
     with transaction.atomic():
-        now = timezone.now()
         canceled = Job.objects.filter(pk=job.pk).transition(
-            source=Job.Status.QUEUED, target=Job.Status.CANCELED, completed_at=now
-        ) or Job.objects.filter(pk=job.pk, poll_at__isnull=False).transition(
-            source=Job.Status.PROCESSING, target=Job.Status.CANCELED, completed_at=now
+            source=[Job.Status.QUEUED, Job.Status.PROCESSING],
+            target=Job.Status.CANCELED,
+            completed_at=timezone.now(),
+            error_code=code,
+            error_message=message[:2000],
+            lease_expires_at=None,
         )
         if canceled and job.hold_id:
             hold_release(hold=job.hold, reason="Job canceled", reference=job.pk)
@@ -441,13 +479,14 @@ def _upstream_cancel(job: Job) -> None:
     job.refresh_from_db(fields=["route", "upstream_state"])
     if job.route_id is None or not job.upstream_state:
         return
-    route = job.route
+    _upstream_stop(job.route, job.upstream_state, job.pk)
+
+
+def _upstream_stop(route: ModelRoute, state: dict, job_id: str) -> None:
     try:
-        provider_for(route.provider).cancel(
-            upstream_model=route.upstream_model, params=route.params, state=job.upstream_state
-        )
+        provider_for(route.provider).cancel(upstream_model=route.upstream_model, params=route.params, state=state)
     except Exception:
-        logger.warning("Job %s: the upstream could not be asked to stop", job.pk, exc_info=True)
+        logger.warning("Job %s: the upstream could not be asked to stop", job_id, exc_info=True)
 
 
 def job_delete(*, job: Job) -> None:
@@ -476,7 +515,7 @@ def job_retry(*, job: Job) -> Job:
 
 # Who hears that a job started or ended, by dotted path, imported when first called: the listeners' apps import
 # generations, so generations imports none of them (no cycle).
-JOB_EVENT_LISTENERS = ("apps.webhooks.services.webhook_job_event",)
+JOB_EVENT_LISTENERS = ("apps.generations.waits.job_event_wake", "apps.webhooks.services.webhook_job_event")
 
 
 def job_event_notify(*, job: Job, event: str) -> None:
@@ -622,3 +661,29 @@ def jobs_fail_stuck() -> int:
             failed += 1
             _upstream_cancel(job)
     return failed
+
+
+def jobs_cancel_overdue() -> int:
+    """Cancels every unfinished job past its Cancel-After deadline (`deadline_at`); their holds come back."""
+    now = timezone.now()
+    overdue = Job.objects.filter(
+        deadline_at__lte=now, status__in=[Job.Status.QUEUED, Job.Status.PROCESSING]
+    ).select_related("hold", "model")[:500]
+    canceled = 0
+    for job in overdue:
+        limit = job.deadline_at - job.created_at
+        if job_cancel(
+            job=job,
+            code="deadline_exceeded",
+            message=f"Canceled by Cancel-After: not finished within {int(limit.total_seconds())} s.",
+        ):
+            canceled += 1
+    return canceled
+
+
+def _overdue_sweep_enqueue(*, at) -> None:
+    from apps.generations.tasks import jobs_cancel_overdue as jobs_cancel_overdue_task
+
+    # At the deadline itself; the beat schedule runs the same sweep in case this message is lost.
+    delay = max(0.0, (at - timezone.now()).total_seconds()) + 0.2
+    task_enqueue(jobs_cancel_overdue_task, countdown=delay)

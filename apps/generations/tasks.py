@@ -26,3 +26,8 @@ def jobs_fail_stuck() -> int:
 @shared_task(name="apps.generations.tasks.jobs_recover_lapsed")
 def jobs_recover_lapsed() -> int:
     return services.jobs_recover_lapsed()
+
+
+@shared_task(name="apps.generations.tasks.jobs_cancel_overdue")
+def jobs_cancel_overdue() -> int:
+    return services.jobs_cancel_overdue()

@@ -15,6 +15,7 @@ import logging
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import transaction
 
 from apps.generations.models import Job
 
@@ -82,6 +83,13 @@ async def _wait_notified(job_id: str, deadline: float) -> str | None:
             await pubsub.aclose()
     finally:
         await client.aclose()
+
+
+def job_event_wake(*, job, event: str) -> None:
+    """A job event listener (services.JOB_EVENT_LISTENERS): when a job ends, its waiters wake after the commit."""
+    if event in Job.TERMINAL:
+        job_id = job.pk
+        transaction.on_commit(lambda: job_ended_notify(job_id))
 
 
 _publisher = None

@@ -74,7 +74,10 @@ def test_it_answers_402_and_adds_nothing_when_the_card_is_declined(bob, bob_api,
     body = response.json()
     assert (body["success"], body["error"]) == (False, "payment_failed")
     assert "declined" in body["message"].lower()
-    assert body["topup"]["setup_endpoint"] == "/api/v1/agent_setup_payment.php"
+    assert body["topup"]["setup_endpoint"] == "http://testserver/api/v1/agent_setup_payment.php"
+    assert {"method": "POST", "url": "http://testserver/api/v1/agent_topup.php"}.items() <= body["topup"]["ways"][
+        0
+    ].items()
     assert wallet_get(user=bob).balance_micro == 0
     assert not topups(bob).exists()
     assert Payment.objects.get(user=bob).status == Payment.Status.FAILED

@@ -31,7 +31,7 @@ def test_it_accepts_a_job_holding_its_cost(catalog, alice, alice_api):
     assert body["status"] == "queued" and body["public_model"] == MODEL
     assert body["cost_credits"] == 0.01 and body["credits"] == 9.99
     assert body["job_id"].startswith("job_") and len(body["job_id"]) > 20
-    assert body["poll_url"] == f"/api/v1/jobs.php?job_id={body['job_id']}"
+    assert body["poll_url"] == f"http://testserver/api/v1/jobs.php?job_id={body['job_id']}"
     job = Job.objects.get(pk=body["job_id"])
     assert job.user == alice and job.input == {"prompt": "a dog", "width": 64, "height": 64, "num_images": 1}
     assert job.hold.amount_micro == 10_000 and job.hold.status == "held"
@@ -53,7 +53,20 @@ def test_it_answers_402_with_top_up_hints_and_creates_nothing(catalog, bob_api):
     assert response.status_code == 402
     body = response.json()
     assert body["error"] == "insufficient_credits" and body["required"] == 0.01 and body["credits"] == 0
-    assert body["topup"]["endpoint"] == "/api/v1/agent_topup.php"
+    # Without Stripe configured, the card top-up endpoints are not offered; redeem and the billing page are.
+    assert "endpoint" not in body["topup"]
+    assert body["topup"]["ways"] == [
+        {
+            "method": "POST",
+            "url": "http://testserver/api/v1/redeem.php",
+            "description": 'Redeem a code: {"code": "…"}.',
+        },
+        {
+            "method": "GET",
+            "url": "http://testserver/billing.php",
+            "description": "The billing page, for the account's human.",
+        },
+    ]
     assert body["topup"]["billing_url"] == "http://testserver/billing.php"
     assert not Job.objects.exists() and not LedgerEntry.objects.filter(kind="debit").exists()
 
