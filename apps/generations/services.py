@@ -19,6 +19,7 @@ from apps.generations.providers import (
     provider_for,
     provider_keys_available,
 )
+from apps.generations.waits import job_ended_notify
 from kiwiwhale.lib.tasks import task_enqueue
 
 logger = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ def _job_complete(*, job: Job, result: RunResult, provider: str) -> None:
         Output.objects.bulk_create(rows)
         if job.hold_id:
             hold_settle(hold=job.hold, reference=job.pk)
+        transaction.on_commit(lambda: job_ended_notify(job.pk))
 
 
 def _output_row(job: Job, position: int, data: OutputData) -> Output:
@@ -214,6 +216,8 @@ def job_fail(*, job: Job, code: str, message: str) -> bool:
         )
         if failed and job.hold_id:
             hold_release(hold=job.hold, reason=f"Job failed: {code}", reference=job.pk)
+        if failed:
+            transaction.on_commit(lambda: job_ended_notify(job.pk))
     return bool(failed)
 
 
@@ -230,6 +234,8 @@ def job_cancel(*, job: Job) -> bool:
         )
         if canceled and job.hold_id:
             hold_release(hold=job.hold, reason="Job canceled", reference=job.pk)
+        if canceled:
+            transaction.on_commit(lambda: job_ended_notify(job.pk))
     if canceled:
         _upstream_cancel(job)
     return bool(canceled)
