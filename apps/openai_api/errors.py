@@ -80,5 +80,8 @@ def error_from_job(job) -> OpenAIError:
         return OpenAIError(409, "job_canceled", f"Job {job.pk} was canceled; its credits were returned.", job_id=job.pk)
     status = JOB_FAILURE_STATUS.get(code, 502)
     return OpenAIError(
-        status, code, f"{job.error_message or 'The job failed.'} (job {job.pk}; its credits were returned)", job_id=job.pk
+        status,
+        code,
+        f"{job.error_message or 'The job failed.'} (job {job.pk}; its credits were returned)",
+        job_id=job.pk,
     )

@@ -72,7 +72,9 @@ def _apply(model: AIModel, name: str, rule: dict, value, result: dict) -> None:
         result.update(_size(model, name, rule, value))
     elif kind == "file":
         if not isinstance(value, UploadedFile):
-            raise UnsupportedParameter(f"`{name}` must be an uploaded file (multipart).", param=name, code="invalid_value")
+            raise UnsupportedParameter(
+                f"`{name}` must be an uploaded file (multipart).", param=name, code="invalid_value"
+            )
         result[rule["to"]] = value.data_url()
     else:
         result.update(_value(model, name, rule, value))
@@ -115,7 +117,9 @@ def _messages(model: AIModel, rule: dict, messages) -> dict:
     system, turns = [], []
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise UnsupportedParameter("Each message must be an object.", param=f"messages.{index}", code="invalid_value")
+            raise UnsupportedParameter(
+                "Each message must be an object.", param=f"messages.{index}", code="invalid_value"
+            )
         role = message.get("role")
         extra = sorted(set(message) - {"role", "content", "name"})
         if extra:
@@ -166,7 +170,9 @@ def _content_text(model: AIModel, content, index: int) -> str:
                 )
             texts.append(part["text"])
         return "".join(texts)
-    raise UnsupportedParameter("A message's content must be text.", param=f"messages.{index}.content", code="invalid_value")
+    raise UnsupportedParameter(
+        "A message's content must be text.", param=f"messages.{index}.content", code="invalid_value"
+    )
 
 
 def _enum(model: AIModel, field: str) -> list:

@@ -38,7 +38,8 @@ from apps.openai_api.mapping import UnsupportedParameter, UploadedFile, openai_i
 logger = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 10  # an SSE comment while the job runs, so proxies keep the stream open
-WORDS_PER_CHUNK = 3  # local engines answer at once: their text is streamed a few words per chunk
+# Local engines answer at once: their text is streamed a few words per chunk.
+CHUNK_PATTERN = re.compile(r"(?:\S+\s*){1,3}|\s+")
 FORM_NUMBERS = {"n": int, "speed": float, "temperature": float}
 
 
@@ -211,7 +212,7 @@ def _chat_stream(job_id: str, model: AIModel, *, include_usage: bool) -> Streami
                 yield b"data: [DONE]\n\n"
                 return
             text = _job_text(job)
-            for piece in re.findall(r"(?:\S+\s*){1,%d}|\s+" % WORDS_PER_CHUNK, text):
+            for piece in re.findall(CHUNK_PATTERN, text):
                 yield chunk({"content": piece})
             yield chunk({}, finish_reason="stop")
             if include_usage:
