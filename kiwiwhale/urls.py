@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("apps.contact.urls")),
     path("", include("apps.billing.urls")),
     path("api/v1/", include("apps.api.urls")),
+    path("v1/", include("apps.openai_api.urls")),  # OpenAI-compatible (docs/openai.md)
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),

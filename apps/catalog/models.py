@@ -35,6 +35,10 @@ class AIModel(models.Model):
     input_schema = models.JSONField(help_text="JSON Schema (draft 2020-12) of the generate input.")
     enabled = models.BooleanField(default=True)
     sort_order = models.IntegerField(default=100)
+    # How the OpenAI-compatible API at /v1 reaches this model: {"endpoint": "chat.completions" | "images.generations"
+    # | "images.edits" | "audio.speech" | "audio.transcriptions", "params": {OpenAI field: rule}} (docs/openai.md).
+    # Empty: the model is not offered at /v1.
+    openai = models.JSONField(default=dict, blank=True, help_text="OpenAI request fields → input (docs/openai.md).")
 
     # Price rule: price_micro per run, or per `price_unit_size` units of `price_unit` when that is set.
     # `price_unit` is an input field: its number (e.g. "duration", "num_images"), or with a "len:" prefix the

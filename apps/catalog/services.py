@@ -93,6 +93,7 @@ def catalog_seed(*, path: Path = CATALOG_FILE) -> tuple[int, int]:
                 "category": entry["category"],
                 "input_schema": entry["schema"],
                 "sort_order": entry.get("sort_order", 100),
+                "openai": entry.get("openai", {}),
                 "price_micro": money.credits_to_micro(price.get("credits", "0")),
                 "price_unit": price.get("unit", ""),
                 "price_unit_size": price.get("unit_size", 1),

@@ -99,6 +99,13 @@ def llms_txt(*, base_url: str, models) -> str:
         "",
     ]
     lines += [f"- {method} {API_PREFIX}{path}: {text}" for method, path, text, _ in endpoints_available()]
+    lines += [
+        "",
+        "## Other protocols",
+        "",
+        f"- OpenAI-compatible API: {base_url}/v1 (same kw_ key; models, chat/completions, images, audio).",
+        f"- MCP server (streamable HTTP, Authorization: Bearer kw_…): {base_url}/mcp",
+    ]
     lines += ["", "## Docs", ""]
     for slug, title in docs.doc_menu():
         if docs.doc_path(slug).exists():
@@ -165,6 +172,13 @@ def agent_descriptor(*, base_url: str, model_count: int) -> dict:
         },
         "capabilities": capabilities,
         "models": {"count": model_count, "url": f"{base_url}{API_PREFIX}/models.php"},
+        "openai_compatible": {"base_url": f"{base_url}/v1", "docs": f"{base_url}/docs/openai.php"},
+        "mcp": {
+            "url": f"{base_url}/mcp",
+            "transport": "streamable-http",
+            "auth": "bearer",
+            "docs": f"{base_url}/docs/mcp.php",
+        },
         "links": {
             "llms_txt": f"{base_url}/llms.txt",
             "openapi": f"{base_url}/openapi.json",

@@ -26,6 +26,8 @@ PAGES = {
     "providers": ("Providers", "Upstream providers and local engines, and how to add one."),
     "affiliates": ("Affiliate program", "Referral links, attribution, commission, conversion and payouts."),
     "site": ("The website", "Accounts, two-factor, showroom moderation, blog and contact, for operators."),
+    "openai": ("OpenAI-compatible API", "/v1 for the OpenAI SDKs: chat with streaming, images, speech, transcription."),
+    "mcp": ("MCP server", "/mcp for MCP hosts: tools to generate, follow jobs, read the wallet and top it up."),
 }
 PUBLISHED = ("agents", "auth", "billing", "models")
 
