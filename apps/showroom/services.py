@@ -35,15 +35,10 @@ def publication_publish(*, job: Job, title: str = "", show_prompt: bool = False)
 
     The outputs are shown from where they already are: output URLs are public and unguessable, nothing is copied.
     """
-    if job.deleted_at is not None:
-        raise NotPublishable("This generation was deleted.")
-    if job.status != Job.Status.COMPLETED:
-        raise NotPublishable(f"Only completed generations can be published; this one is {job.status}.")
-    if job.model.category in UNPUBLISHABLE_CATEGORIES:
-        raise NotPublishable("Tool runs (uploads, conversions) are not generations and cannot be published.")
-    cover = next((output for output in job.outputs.all() if output.file or output.text), None)
-    if cover is None:
-        raise NotPublishable("This generation has no output to show.")
+    refusal = job_publish_refusal(job)
+    if refusal:
+        raise NotPublishable(refusal)
+    cover = next(output for output in job.outputs.all() if output.file or output.text)
     title = title_clean(title) or job.model.label[:TITLE_MAX]
     with transaction.atomic():
         publication = Publication.objects.select_for_update().filter(job=job).first()
@@ -69,6 +64,19 @@ def publication_publish(*, job: Job, title: str = "", show_prompt: bool = False)
             publication.published_at = timezone.now()
         publication.save(update_fields=["title", "show_prompt", "cover", "is_published", "published_at"])
     return publication
+
+
+def job_publish_refusal(job: Job) -> str:
+    """Why `job` cannot be published, or "" when it can (pages offer Publish only then)."""
+    if job.deleted_at is not None:
+        return "This generation was deleted."
+    if job.model.category in UNPUBLISHABLE_CATEGORIES:
+        return "Tool runs (uploads, conversions) are not generations and cannot be published."
+    if job.status != Job.Status.COMPLETED:
+        return f"Only completed generations can be published; this one is {job.status}."
+    if not any(output.file or output.text for output in job.outputs.all()):
+        return "This generation has no output to show."
+    return ""
 
 
 def publication_unpublish(*, publication: Publication) -> Publication:
