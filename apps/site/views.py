@@ -388,10 +388,14 @@ class ApiKeyCreateForm(forms.Form):
     )
 
 
+NEW_KEY_SESSION = "api_key_new"
+
+
 @login_required
 def api_key_list(request):
+    """Create-and-redirect (POST → 303 → GET): a reload never makes a second key. The raw key rides in the
+    session to the next page view only, which pops it: it is shown exactly once and never stored elsewhere."""
     form = ApiKeyCreateForm()
-    created = raw_key = None
     status = 200
     if request.method == "POST":
         form = ApiKeyCreateForm(request.POST)
@@ -401,11 +405,14 @@ def api_key_list(request):
             form.add_error(None, f"You have {API_KEYS_ACTIVE_MAX} active keys; revoke one before creating another.")
             status = 400
         else:
-            # The raw key is rendered in this response only, never stored or redirected with.
             name = form.cleaned_data["name"] or "default"
             created, raw_key = accounts_services.api_key_create(user=request.user, name=name)
-            form = ApiKeyCreateForm()
+            request.session[NEW_KEY_SESSION] = {"id": created.pk, "raw": raw_key}
+            return redirect(reverse("site:api_key"), permanent=False)
+    new_key = request.session.pop(NEW_KEY_SESSION, None) if request.method == "GET" else None
     keys = ApiKey.objects.filter(user=request.user).order_by("revoked_at", "-created_at")
+    created = next((key for key in keys if new_key and key.pk == new_key.get("id")), None)
+    raw_key = new_key["raw"] if created is not None else None
     context = {
         "form": form,
         "keys": keys,
@@ -414,8 +421,7 @@ def api_key_list(request):
         "base_url": discovery.instance_base_url(request),
     }
     response = render(request, "site/api_key.html", context, status=status)
-    if raw_key:
-        response["Cache-Control"] = "no-store"
+    response["Cache-Control"] = "no-store"  # the page may hold a raw key; never from a cache or the back button
     return response
 
 
