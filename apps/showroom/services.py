@@ -45,6 +45,7 @@ def publication_publish(*, job: Job, title: str = "", show_prompt: bool = False)
         if publication is None:
             try:
                 with transaction.atomic():
+                    transaction.on_commit(gallery_filters_forget)
                     return Publication.objects.create(
                         job=job,
                         cover=cover,
@@ -63,6 +64,7 @@ def publication_publish(*, job: Job, title: str = "", show_prompt: bool = False)
             publication.is_published = True
             publication.published_at = timezone.now()
         publication.save(update_fields=["title", "show_prompt", "cover", "is_published", "published_at"])
+        transaction.on_commit(gallery_filters_forget)
     return publication
 
 
@@ -82,6 +84,7 @@ def job_publish_refusal(job: Job) -> str:
 def publication_unpublish(*, publication: Publication) -> Publication:
     """Takes a publication out of the showroom; its likes, reports and moderation state are kept."""
     Publication.objects.filter(pk=publication.pk).update(is_published=False)
+    gallery_filters_forget()
     publication.is_published = False
     return publication
 
@@ -208,6 +211,7 @@ def publication_moderate(
             publication.reports.filter(resolved_at__isnull=True).update(
                 resolved_at=timezone.now(), resolved_by=resolved_by
             )
+        transaction.on_commit(gallery_filters_forget)
 
 
 def publication_remix_input(publication: Publication) -> dict:
@@ -248,9 +252,17 @@ def publication_remix(*, viewer, publication_id) -> Remix:
     )
 
 
+FILTERS_CACHE_KEY = "showroom:filters"
+
+
 def gallery_filters() -> dict:
-    """The categories and models that have public publications, for the gallery's filter menus (cached a minute)."""
-    return cache.get_or_set("showroom:filters", _gallery_filters, timeout=60)
+    """The categories and models that have public publications, for the gallery's filter menus (cached a minute,
+    and forgotten whenever a publication changes, so a new one is in the menus at once)."""
+    return cache.get_or_set(FILTERS_CACHE_KEY, _gallery_filters, timeout=60)
+
+
+def gallery_filters_forget() -> None:
+    cache.delete(FILTERS_CACHE_KEY)
 
 
 def _gallery_filters() -> dict:

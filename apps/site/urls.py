@@ -21,7 +21,9 @@ urlpatterns = [
     path("generations/cancel.php", views.generation_cancel, name="generation_cancel"),
     path("api_key.php", views.api_key_list, name="api_key"),
     path("api_key/revoke.php", views.api_key_revoke, name="api_key_revoke"),
+    path("docs/", views.docs_index, name="docs_index"),
     path("docs/<slug:slug>.php", views.docs_page, name="docs"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path(
         "api-reference.php",
         SpectacularRedocView.as_view(url_name="openapi", template_name="site/api_reference.html"),

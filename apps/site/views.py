@@ -8,6 +8,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.db import connection
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
@@ -102,6 +103,8 @@ def _model_context(request, tab: str) -> dict:
 
 
 def model_detail(request):
+    if not request.GET.get("model", "").strip():
+        return redirect("site:home")  # /model.php alone: the catalog is the list of models
     context = _model_context(request, "model")
     context["fields"] = schema_form.form_fields(context["model"])
     return render(request, "site/model_detail.html", context)
@@ -441,6 +444,14 @@ def api_key_revoke(request):
 
 
 # --- Docs and discovery ------------------------------------------------------------------------------------
+
+
+def docs_index(request):
+    return redirect("site:docs", slug=docs.PUBLISHED[0])
+
+
+def favicon(request):
+    return redirect(static("icons/favicon.svg"), permanent=True)
 
 
 def docs_page(request, slug: str):

@@ -120,6 +120,19 @@
 
   function updateCost() {
     if (!costEl) return;
+    // A value outside the field's range is refused by the API, so it has no price: say so instead of one.
+    var outOfRange = fields().filter(function (el) {
+      return el.validity && (el.validity.rangeOverflow || el.validity.rangeUnderflow || el.validity.badInput);
+    });
+    if (outOfRange.length) {
+      var label = document.querySelector('label[for="' + outOfRange[0].id + '"]');
+      costEl.textContent = "—";
+      costEl.title = (label ? label.textContent.replace("*", "").trim() : "A field") + " is out of range.";
+      costEl.setAttribute("data-out-of-range", "");
+      return;
+    }
+    costEl.removeAttribute("data-out-of-range");
+    costEl.title = "";
     costEl.textContent = formatCredits(costMicro(collect().input));
   }
 
