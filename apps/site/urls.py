@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 
-from apps.site import views
+from apps.site import setup_views, views
 
 app_name = "site"
 
@@ -33,4 +33,6 @@ urlpatterns = [
     path("llms.txt", views.llms_txt, name="llms_txt"),
     path(".well-known/agent.json", views.agent_json, name="agent_json"),
     path("healthz", views.healthz, name="healthz"),
+    path("setup.php", setup_views.setup_page, name="setup"),
+    path("setup/login/<str:token>/", setup_views.setup_login, name="setup_login"),
 ]
