@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.catalog.models import AIModel, Category, ModelRoute, ProviderAccount
+from apps.contact.services import mail_delivers
 from apps.generations.providers import ProviderError, provider_availability_changed, provider_keys_available
 from apps.generations.providers.http import UpstreamClient
 
@@ -130,11 +131,7 @@ def providers_overview() -> list[ProviderRow]:
 
 
 def email_status() -> str:
-    backend = settings.EMAIL_BACKEND.rsplit(".", 2)[-2] if "." in settings.EMAIL_BACKEND else settings.EMAIL_BACKEND
-    if backend in ("console", "locmem", "dummy", "filebased"):
+    if not mail_delivers():
+        backend = settings.EMAIL_BACKEND.rsplit(".", 2)[-2]
         return f"Not sending: mail goes to the {backend} backend. Set EMAIL_URL (e.g. smtp://user:pass@host:587)."
     return f"Sending through {settings.EMAIL_BACKEND} as {settings.DEFAULT_FROM_EMAIL}."
-
-
-def email_configured() -> bool:
-    return not email_status().startswith("Not sending")

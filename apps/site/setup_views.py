@@ -88,7 +88,6 @@ def setup_page(request):
         "stripe_webhook_secret": bool(settings.STRIPE_WEBHOOK_SECRET),
         "stripe_webhook_url": base_url + reverse("billing:stripe_webhook"),
         "email_status": setup.email_status(),
-        "email_configured": setup.email_configured(),
         "signup_free_credits": settings.SIGNUP_FREE_CREDITS,
         "contact_email": getattr(settings, "CONTACT_EMAIL", ""),
     }

@@ -44,6 +44,7 @@ def test_only_staff_see_the_setup_page(client, alice):
 
 def test_it_shows_stripe_email_and_free_credits_status(staff, settings):
     settings.STRIPE_ENABLED = False
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
     html = staff.get("/setup.php").content.decode()
     assert "http://testserver/billing/stripe/webhook/" in html
     assert "Not set: <code>STRIPE_SECRET_KEY</code>" in html
