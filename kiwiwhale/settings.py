@@ -332,6 +332,12 @@ QUOTA_STORED_BYTES_ACCOUNT = env.int("QUOTA_STORED_BYTES_ACCOUNT", default=1024*
 # Proxies in front of the app that append to X-Forwarded-For (0: use REMOTE_ADDR only).
 REST_FRAMEWORK["NUM_PROXIES"] = env.int("NUM_PROXIES", default=0)
 SIGNUP_FREE_CREDITS = env.str("SIGNUP_FREE_CREDITS", default="0")  # credits, decimal string
+# Local engines too inaccurate to offer by default (PocketSphinx mishears even our own TTS): kept out of the
+# catalog's listings unless the operator asks for them.
+SHOW_LOW_ACCURACY_ENGINES = env.bool("SHOW_LOW_ACCURACY_ENGINES", default=False)
+CATALOG_HIDDEN_MODELS = [] if SHOW_LOW_ACCURACY_ENGINES else ["local/speech-to-text"]
+# Where contact-form messages are emailed (empty: the ADMINS and the active staff's addresses).
+CONTACT_EMAIL = env.str("CONTACT_EMAIL", default="")
 # Quote-to-poll lifecycle of jobs.
 JOB_REQUEUE_AFTER_SECONDS = env.int("JOB_REQUEUE_AFTER_SECONDS", default=120)
 JOB_TIMEOUT_SECONDS = env.int("JOB_TIMEOUT_SECONDS", default=1800)

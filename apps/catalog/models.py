@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 
 from apps.billing import money
@@ -19,11 +20,11 @@ class Category(models.TextChoices):
 class AIModelQuerySet(models.QuerySet):
     def servable(self, provider_keys):
         """Enabled models with at least one enabled route on a provider that can run now."""
-        return self.filter(
-            enabled=True,
-            routes__enabled=True,
-            routes__provider__in=provider_keys,
-        ).distinct()
+        return (
+            self.filter(enabled=True, routes__enabled=True, routes__provider__in=provider_keys)
+            .exclude(public_model__in=settings.CATALOG_HIDDEN_MODELS)
+            .distinct()
+        )
 
 
 class AIModel(models.Model):

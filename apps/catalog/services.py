@@ -64,6 +64,8 @@ def _error_detail(error) -> dict:
     elif error.validator == "additionalProperties":
         extra = error.message.split("'")[1] if "'" in error.message else ""
         return {"field": f"{path}.{extra}" if path else extra, "message": "Unknown field."}
+    elif error.validator == "pattern" and error.validator_value == r"\S":
+        return {"field": path or "input", "message": "Must contain more than spaces."}
     return {"field": path or "input", "message": error.message}
 
 

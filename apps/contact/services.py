@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 def contact_message_create(
     *, email: str, message: str, name: str = "", subject: str = "", user=None, ip: str | None = None
 ) -> ContactMessage:
-    """Stores the message, then emails it to the ADMINS (reply goes to the sender). A mail server that is
+    """Stores the message, then emails it to staff (contact_recipients; reply goes to the sender). A mail server that is
     down loses nothing: the message is in the admin either way, and `emailed_at` tells whether it went out."""
     contact = ContactMessage.objects.create(
         name=" ".join(name.split())[:100],
@@ -27,10 +27,38 @@ def contact_message_create(
     return contact
 
 
+# Backends that deliver nothing to a person: with them, nobody is told of a message but the admin's list.
+NON_DELIVERING_BACKENDS = ("console", "dummy", "filebased")
+
+
+def mail_delivers() -> bool:
+    """Whether this instance's email reaches people (SMTP and the like; Django's test outbox counts)."""
+    return settings.EMAIL_BACKEND.rsplit(".", 2)[-2] not in NON_DELIVERING_BACKENDS
+
+
+def contact_recipients() -> list[str]:
+    """CONTACT_EMAIL when set; otherwise the ADMINS and every active staff account's address."""
+    from apps.accounts.models import User
+
+    if settings.CONTACT_EMAIL:
+        return [settings.CONTACT_EMAIL]
+    staff = User.objects.filter(is_staff=True, is_active=True).exclude(email="").values_list("email", flat=True)
+    return list(dict.fromkeys([*(address for _, address in settings.ADMINS), *staff]))
+
+
+def contact_notifies() -> bool:
+    """Whether a new message reaches someone by email now (else it waits in the admin, counted as unread)."""
+    return mail_delivers() and bool(contact_recipients())
+
+
+def contact_unread_count() -> int:
+    return ContactMessage.objects.filter(handled_at__isnull=True).count()
+
+
 def contact_message_email(*, contact: ContactMessage) -> bool:
-    recipients = [address for _, address in settings.ADMINS]
-    if not recipients:
-        logger.warning("Contact message %s not emailed: ADMIN_EMAILS is not set.", contact.pk)
+    recipients = contact_recipients()
+    if not recipients or not mail_delivers():
+        logger.warning("Contact message %s not emailed: no staff address, or email is not set up.", contact.pk)
         return False
     sender = f"{contact.name} <{contact.email}>" if contact.name else contact.email
     body = (

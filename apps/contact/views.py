@@ -3,14 +3,23 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 
 from apps.contact.forms import ContactForm
-from apps.contact.services import contact_message_create
+from apps.contact.services import contact_message_create, contact_notifies
 from kiwiwhale.lib.ratelimit import client_ip, rate_limit_hit
 
-SENT_MESSAGE = "Thank you, your message was sent. We will answer by email."
+# The visitor is told what really happens to the message.
+NOTIFIED_MESSAGE = "Thank you, your message was received; we'll reply by email."
+STORED_MESSAGE = (
+    "Thank you, your message is stored for the operator of this site, who reads messages in the admin. "
+    "Nobody is notified by email on this instance, so an answer may take a while."
+)
+
+
+def _received_message() -> str:
+    return NOTIFIED_MESSAGE if contact_notifies() else STORED_MESSAGE
 
 
 def contact_create(request):
-    """/contact.php: the contact form; messages are stored and emailed to the admins."""
+    """/contact.php: the contact form; messages are stored, and emailed to staff when email is set up."""
     initial = {}
     if request.user.is_authenticated:
         initial = {"email": request.user.email, "name": request.user.display_name}
@@ -21,7 +30,7 @@ def contact_create(request):
             status = 400
         elif form.is_spam:
             # Tell a bot nothing: the same answer as a real message, but nothing is stored or sent.
-            messages.success(request, SENT_MESSAGE)
+            messages.success(request, _received_message())
             return redirect("contact:form")
         elif wait := rate_limit_hit("contact", client_ip(request), rate=settings.RATE_CONTACT):
             form.add_error(None, f"Too many messages from your address; please try again in {wait // 60 + 1} min.")
@@ -35,7 +44,7 @@ def contact_create(request):
                 user=request.user,
                 ip=client_ip(request),
             )
-            messages.success(request, SENT_MESSAGE)
+            messages.success(request, _received_message())
             return redirect("contact:form")
     return render(request, "contact/contact.html", {"form": form, "discord_url": settings.DISCORD_URL}, status=status)
 

@@ -35,21 +35,17 @@ def publication_publish(*, job: Job, title: str = "", show_prompt: bool = False)
 
     The outputs are shown from where they already are: output URLs are public and unguessable, nothing is copied.
     """
-    if job.deleted_at is not None:
-        raise NotPublishable("This generation was deleted.")
-    if job.status != Job.Status.COMPLETED:
-        raise NotPublishable(f"Only completed generations can be published; this one is {job.status}.")
-    if job.model.category in UNPUBLISHABLE_CATEGORIES:
-        raise NotPublishable("Tool runs (uploads, conversions) are not generations and cannot be published.")
-    cover = next((output for output in job.outputs.all() if output.file or output.text), None)
-    if cover is None:
-        raise NotPublishable("This generation has no output to show.")
+    refusal = job_publish_refusal(job)
+    if refusal:
+        raise NotPublishable(refusal)
+    cover = next(output for output in job.outputs.all() if output.file or output.text)
     title = title_clean(title) or job.model.label[:TITLE_MAX]
     with transaction.atomic():
         publication = Publication.objects.select_for_update().filter(job=job).first()
         if publication is None:
             try:
                 with transaction.atomic():
+                    transaction.on_commit(gallery_filters_forget)
                     return Publication.objects.create(
                         job=job,
                         cover=cover,
@@ -68,12 +64,27 @@ def publication_publish(*, job: Job, title: str = "", show_prompt: bool = False)
             publication.is_published = True
             publication.published_at = timezone.now()
         publication.save(update_fields=["title", "show_prompt", "cover", "is_published", "published_at"])
+        transaction.on_commit(gallery_filters_forget)
     return publication
+
+
+def job_publish_refusal(job: Job) -> str:
+    """Why `job` cannot be published, or "" when it can (pages offer Publish only then)."""
+    if job.deleted_at is not None:
+        return "This generation was deleted."
+    if job.model.category in UNPUBLISHABLE_CATEGORIES:
+        return "Tool runs (uploads, conversions) are not generations and cannot be published."
+    if job.status != Job.Status.COMPLETED:
+        return f"Only completed generations can be published; this one is {job.status}."
+    if not any(output.file or output.text for output in job.outputs.all()):
+        return "This generation has no output to show."
+    return ""
 
 
 def publication_unpublish(*, publication: Publication) -> Publication:
     """Takes a publication out of the showroom; its likes, reports and moderation state are kept."""
     Publication.objects.filter(pk=publication.pk).update(is_published=False)
+    gallery_filters_forget()
     publication.is_published = False
     return publication
 
@@ -200,6 +211,7 @@ def publication_moderate(
             publication.reports.filter(resolved_at__isnull=True).update(
                 resolved_at=timezone.now(), resolved_by=resolved_by
             )
+        transaction.on_commit(gallery_filters_forget)
 
 
 def publication_remix_input(publication: Publication) -> dict:
@@ -240,9 +252,17 @@ def publication_remix(*, viewer, publication_id) -> Remix:
     )
 
 
+FILTERS_CACHE_KEY = "showroom:filters"
+
+
 def gallery_filters() -> dict:
-    """The categories and models that have public publications, for the gallery's filter menus (cached a minute)."""
-    return cache.get_or_set("showroom:filters", _gallery_filters, timeout=60)
+    """The categories and models that have public publications, for the gallery's filter menus (cached a minute,
+    and forgotten whenever a publication changes, so a new one is in the menus at once)."""
+    return cache.get_or_set(FILTERS_CACHE_KEY, _gallery_filters, timeout=60)
+
+
+def gallery_filters_forget() -> None:
+    cache.delete(FILTERS_CACHE_KEY)
 
 
 def _gallery_filters() -> dict:

@@ -32,6 +32,9 @@ PAGES = {
 PUBLISHED = ("agents", "auth", "billing", "models")
 
 _MD_LINK = re.compile(r"\[([^\]]*)\]\(([a-z][a-z0-9_-]*)\.md(#[^)\s]*)?\)")
+# Inline code (not a <pre> block): its text only, as the sanitizer leaves it.
+_INLINE_CODE = re.compile(r"(?<!<pre>)<code>([^<]*)</code>")
+_IDENT_BREAK = re.compile(r"([_./=]+)(?=\w)")
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,14 @@ def doc_render(slug: str, *, base_url: str) -> DocPage:
 def _render_cached(path: str, mtime: int, base_url: str) -> tuple[str, str]:
     source = Path(path).read_text(encoding="utf-8").replace(EXAMPLE_BASE_URL, base_url)
     source = _MD_LINK.sub(_link_to_page, source)
-    return markdown_render(source)
+    html, toc_html = markdown_render(source)
+    return _INLINE_CODE.sub(_breakable_code, html), toc_html
+
+
+def _breakable_code(match: re.Match) -> str:
+    """A long identifier (`idempotency_key_reused`, `/api/v1/jobs.php`) may wrap after `_`, `.`, `/` or `=`
+    on a narrow screen, instead of mid-word or not at all."""
+    return "<code>" + _IDENT_BREAK.sub(r"\1<wbr>", match.group(1)) + "</code>"
 
 
 def _link_to_page(match: re.Match) -> str:

@@ -4,18 +4,27 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpResponse, HttpResponseServerError, JsonResponse
 from django.shortcuts import redirect, render
 from django.template import loader
+from django.templatetags.static import static
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from apps.accounts import services as accounts_services
 from apps.accounts.models import ApiKey
+from apps.billing.services import InsufficientCredits
 from apps.catalog.models import AIModel, Category
+from apps.catalog.services import InvalidInput, ModelUnavailable
 from apps.generations.models import Job
 from apps.generations.providers import provider_keys_available
-from apps.generations.services import JobNotFinished, job_cancel, job_delete
+from apps.generations.services import JobNotFinished, job_cancel, job_delete, job_retry
+from apps.showroom.forms import PublishForm
+from apps.showroom.models import Publication
+from apps.showroom.services import UNPUBLISHABLE_CATEGORIES, job_publish_refusal
 from apps.site import discovery, docs, schema_form, snippets
 from kiwiwhale.lib.keyset import InvalidCursor, keyset_page
 
@@ -94,6 +103,8 @@ def _model_context(request, tab: str) -> dict:
 
 
 def model_detail(request):
+    if not request.GET.get("model", "").strip():
+        return redirect("site:home")  # /model.php alone: the catalog is the list of models
     context = _model_context(request, "model")
     context["fields"] = schema_form.form_fields(context["model"])
     return render(request, "site/model_detail.html", context)
@@ -110,6 +121,14 @@ def model_playground(request):
         if job is not None:
             initial = job.input
             context["rerun_of"] = rerun
+    resume = request.GET.get("job", "")[:64]
+    if resume and request.user.is_authenticated:
+        # ?job= carries the last run across a reload; only the account's own job of this model is shown.
+        resumed = Job.objects.for_user(request.user).visible().filter(pk=resume, model=model).only("input").first()
+        if resumed is not None:
+            context["resume_job"] = resumed.pk
+            initial = initial or resumed.input
+    context["publishable"] = model.category not in UNPUBLISHABLE_CATEGORIES
     upload_available = _servable_models().filter(public_model=schema_form.UPLOAD_MODEL).exists()
     context.update(
         fields=schema_form.form_fields(model, initial=initial, upload_available=upload_available),
@@ -160,7 +179,7 @@ def model_code(request):
 
 @login_required
 def generations_list(request):
-    jobs = Job.objects.for_user(request.user).visible().with_outputs()
+    jobs = Job.objects.for_user(request.user).visible().with_outputs().select_related("publication")
     status = request.GET.get("status", "")
     category = request.GET.get("category", "")
     public_model = request.GET.get("model", "")
@@ -179,6 +198,8 @@ def generations_list(request):
         return redirect(f"{reverse('site:generations')}{_without_cursor(request)}")
     for job in page:
         job.summary = _job_summary(job)
+        job.publishable = not job_publish_refusal(job)
+        job.published = _publication_of(job)
     context = {
         "jobs": page,
         "next_cursor": next_cursor,
@@ -206,6 +227,112 @@ def _without_cursor(request) -> str:
     return f"?{params.urlencode()}" if params else ""
 
 
+def _publication_of(job: Job) -> Publication | None:
+    try:
+        return job.publication
+    except Publication.DoesNotExist:
+        return None
+
+
+def _queue_position(job: Job) -> int | None:
+    """1 for the next queued job to start: jobs are taken oldest first, whoever owns them."""
+    if job.status != Job.Status.QUEUED:
+        return None
+    return Job.objects.filter(status=Job.Status.QUEUED, created_at__lt=job.created_at).count() + 1
+
+
+def _job_live(job: Job) -> dict:
+    """What the generation page polls while a job runs (the outputs come with a reload once it ends)."""
+    started = job.started_at or job.created_at
+    upstream_position = (job.upstream_state or {}).get("queue_position") if job.status == "processing" else None
+    return {
+        "success": True,
+        "job_id": job.pk,
+        "status": job.status,
+        "terminal": job.is_terminal,
+        "queue_position": _queue_position(job),
+        "upstream_queue_position": upstream_position if isinstance(upstream_position, int) else None,
+        "elapsed_seconds": max(0, int((timezone.now() - started).total_seconds())),
+        "cancelable": _cancelable(job),
+    }
+
+
+def _cancelable(job: Job) -> bool:
+    # The rule of job_cancel: queued always; processing only while it waits on an upstream provider.
+    return job.status == Job.Status.QUEUED or (job.status == Job.Status.PROCESSING and job.poll_at is not None)
+
+
+def generation_detail(request):
+    """/generation.php?id=job_…: one generation, for its owner. A published one sends others to the showroom,
+    which shows only what its author chose to show; anything else is a 404 (another account's job is not
+    told apart from a job that does not exist)."""
+    job_id = request.GET.get("id", "")[:64]
+    job = None
+    if request.user.is_authenticated and job_id:
+        job = Job.objects.for_user(request.user).visible().with_outputs().filter(pk=job_id).first()
+    if job is None:
+        publication = Publication.objects.public().filter(job_id=job_id).first() if job_id else None
+        if publication is not None:
+            return redirect(publication.get_absolute_url())
+        if not request.user.is_authenticated and job_id:
+            return redirect_to_login(request.get_full_path())
+        raise Http404("No such generation.")
+    if request.GET.get("format") == "json":
+        response = JsonResponse(_job_live(job))
+        response["Cache-Control"] = "no-store"
+        return response
+    publication = _publication_of(job)
+    outputs = list(job.outputs.all())
+    poster = next((output.file.url for output in outputs if output.type == "image" and output.file), "")
+    context = {
+        "job": job,
+        "outputs": outputs,
+        "poster": poster,
+        "summary": _job_summary(job),
+        "input_json": json.dumps(job.input, indent=2, ensure_ascii=False),
+        "live": _job_live(job),
+        "publication": publication,
+        "publish_refusal": job_publish_refusal(job),
+        "publish_form": PublishForm(
+            initial={
+                "job_id": job.pk,
+                "title": publication.title if publication else "",
+                "show_prompt": publication.show_prompt if publication else False,
+            }
+        ),
+        "run_seconds": _seconds_between(job.started_at, job.completed_at),
+        "wait_seconds": _seconds_between(job.created_at, job.started_at),
+    }
+    return render(request, "site/generation.html", context)
+
+
+def _seconds_between(start, end) -> float | None:
+    return round((end - start).total_seconds(), 1) if start and end else None
+
+
+@login_required
+@require_POST
+def generation_rerun(request):
+    """Runs the same model and input again as a new job, charged anew, and opens its page."""
+    job = _own_job(request)
+    try:
+        new_job = job_retry(job=job)
+    except InsufficientCredits:
+        messages.error(request, "Not enough credits to run it again. Buy credits on the Billing page.")
+    except ModelUnavailable:
+        messages.error(request, f"{job.model.label} cannot run right now: no provider serves it.")
+    except InvalidInput as exc:
+        messages.error(request, f"The model's input rules changed since this ran: {exc}")
+    else:
+        messages.success(request, f"Started {new_job.pk}, a new run of {job.pk}.")
+        return redirect(_generation_url(new_job.pk))
+    return redirect(_generation_url(job.pk))
+
+
+def _generation_url(job_id: str) -> str:
+    return f"{reverse('site:generation')}?{urlencode({'id': job_id})}"
+
+
 def _own_job(request) -> Job:
     job = Job.objects.for_user(request.user).visible().filter(pk=request.POST.get("job_id", "")).first()
     if job is None:
@@ -213,9 +340,10 @@ def _own_job(request) -> Job:
     return job
 
 
-def _back_to_generations(request):
+def _back_to_generations(request, *, allow_generation_page: bool = True):
     next_url = request.POST.get("next", "")
-    return redirect(next_url if next_url.startswith("/generations.php") else "site:generations")
+    allowed = ("/generations.php", "/generation.php") if allow_generation_page else ("/generations.php",)
+    return redirect(next_url if next_url.startswith(allowed) else "site:generations")
 
 
 @login_required
@@ -228,6 +356,7 @@ def generation_delete(request):
         messages.error(request, f"{job.pk} is still {job.status}; wait until it finishes, or cancel it first.")
     else:
         messages.success(request, f"Deleted {job.pk} and its output files.")
+        return _back_to_generations(request, allow_generation_page=False)  # its page is gone
     return _back_to_generations(request)
 
 
@@ -239,7 +368,14 @@ def generation_cancel(request):
         messages.success(request, f"Canceled {job.pk}; its credits are back in your balance.")
     else:
         job.refresh_from_db(fields=["status"])
-        messages.error(request, f"{job.pk} is already {job.status}; only queued jobs can be canceled.")
+        if job.is_terminal:
+            messages.error(request, f"{job.pk} is already {job.status}.")
+        else:
+            messages.error(
+                request,
+                f"{job.pk} is {job.status} on this instance's own worker and cannot be stopped half-way; "
+                "only queued jobs, and jobs waiting on an upstream provider, can be canceled.",
+            )
     return _back_to_generations(request)
 
 
@@ -255,10 +391,14 @@ class ApiKeyCreateForm(forms.Form):
     )
 
 
+NEW_KEY_SESSION = "api_key_new"
+
+
 @login_required
 def api_key_list(request):
+    """Create-and-redirect (POST → 303 → GET): a reload never makes a second key. The raw key rides in the
+    session to the next page view only, which pops it: it is shown exactly once and never stored elsewhere."""
     form = ApiKeyCreateForm()
-    created = raw_key = None
     status = 200
     if request.method == "POST":
         form = ApiKeyCreateForm(request.POST)
@@ -268,11 +408,14 @@ def api_key_list(request):
             form.add_error(None, f"You have {API_KEYS_ACTIVE_MAX} active keys; revoke one before creating another.")
             status = 400
         else:
-            # The raw key is rendered in this response only, never stored or redirected with.
             name = form.cleaned_data["name"] or "default"
             created, raw_key = accounts_services.api_key_create(user=request.user, name=name)
-            form = ApiKeyCreateForm()
+            request.session[NEW_KEY_SESSION] = {"id": created.pk, "raw": raw_key}
+            return redirect(reverse("site:api_key"), permanent=False)
+    new_key = request.session.pop(NEW_KEY_SESSION, None) if request.method == "GET" else None
     keys = ApiKey.objects.filter(user=request.user).order_by("revoked_at", "-created_at")
+    created = next((key for key in keys if new_key and key.pk == new_key.get("id")), None)
+    raw_key = new_key["raw"] if created is not None else None
     context = {
         "form": form,
         "keys": keys,
@@ -281,8 +424,7 @@ def api_key_list(request):
         "base_url": discovery.instance_base_url(request),
     }
     response = render(request, "site/api_key.html", context, status=status)
-    if raw_key:
-        response["Cache-Control"] = "no-store"
+    response["Cache-Control"] = "no-store"  # the page may hold a raw key; never from a cache or the back button
     return response
 
 
@@ -302,6 +444,14 @@ def api_key_revoke(request):
 
 
 # --- Docs and discovery ------------------------------------------------------------------------------------
+
+
+def docs_index(request):
+    return redirect("site:docs", slug=docs.PUBLISHED[0])
+
+
+def favicon(request):
+    return redirect(static("icons/favicon.svg"), permanent=True)
 
 
 def docs_page(request, slug: str):

@@ -12,6 +12,8 @@
   var UPLOAD_MODEL = form.getAttribute("data-upload-model");
   var UPLOAD_MAX = parseInt(form.getAttribute("data-upload-max") || "0", 10);
   var REMIX_ID = form.getAttribute("data-remix");
+  var RESUME_JOB = form.getAttribute("data-resume-job");
+  var PUBLISHABLE = form.getAttribute("data-publishable") === "true";
   var CSRF = (form.querySelector("[name=csrfmiddlewaretoken]") || {}).value || "";
   var PRICE = JSON.parse(document.getElementById("price-rule").textContent);
   var TERMINAL = ["completed", "failed", "canceled"];
@@ -118,6 +120,19 @@
 
   function updateCost() {
     if (!costEl) return;
+    // A value outside the field's range is refused by the API, so it has no price: say so instead of one.
+    var outOfRange = fields().filter(function (el) {
+      return el.validity && (el.validity.rangeOverflow || el.validity.rangeUnderflow || el.validity.badInput);
+    });
+    if (outOfRange.length) {
+      var label = document.querySelector('label[for="' + outOfRange[0].id + '"]');
+      costEl.textContent = "—";
+      costEl.title = (label ? label.textContent.replace("*", "").trim() : "A field") + " is out of range.";
+      costEl.setAttribute("data-out-of-range", "");
+      return;
+    }
+    costEl.removeAttribute("data-out-of-range");
+    costEl.title = "";
     costEl.textContent = formatCredits(costMicro(collect().input));
   }
 
@@ -312,11 +327,17 @@
       jobMeta.hidden = false;
       jobMeta.textContent = "";
       jobMeta.appendChild(document.createTextNode(job.job_id + " · " + job.cost_credits + " credits · "));
+      var page = document.createElement("a");
+      page.href = "/generation.php?id=" + encodeURIComponent(job.job_id);
+      page.textContent = "Open its page";
+      jobMeta.appendChild(page);
+      jobMeta.appendChild(document.createTextNode(" · "));
       var history = document.createElement("a");
       history.href = "/generations.php";
       history.textContent = "All your generations";
       jobMeta.appendChild(history);
-      publishForm.hidden = false;
+      // Tool runs (uploads, conversions) are not generations: the showroom refuses them, so none is offered.
+      publishForm.hidden = !PUBLISHABLE;
       q("[data-publish-status]", publishForm).textContent = "";
       live.textContent = "Done: " + (job.outputs || []).length + " output(s) below.";
     } else {
@@ -327,8 +348,19 @@
     }
   }
 
+  /* The URL carries the last job (?job=…), so a reload shows its result again instead of an empty form. */
+  function rememberJob(jobId) {
+    if (!window.history || !window.history.replaceState) return;
+    var url = new URL(window.location.href);
+    url.searchParams.set("job", jobId);
+    url.searchParams.delete("rerun");
+    url.searchParams.delete("remix");
+    window.history.replaceState(null, "", url.toString());
+  }
+
   function startJob(jobId) {
     currentJobId = jobId;
+    rememberJob(jobId);
     empty.hidden = true;
     outputs.textContent = "";
     jobError.hidden = true;
@@ -501,6 +533,8 @@
       remixStatus.textContent = "The remix could not be loaded.";
     });
   }
+
+  if (RESUME_JOB && AUTHENTICATED) startJob(RESUME_JOB);
 
   updateCost();
 })();

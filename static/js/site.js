@@ -107,6 +107,9 @@
       });
       if (count) count.textContent = shown === 1 ? "1 model" : shown + " models";
       if (none) none.hidden = shown !== 0;
+      // The message names what is typed now, not the query the page was loaded with.
+      var named = none && none.querySelector("[data-catalog-query]");
+      if (named) named.textContent = search.value.trim() ? " “" + search.value.trim() + "”" : "";
     };
     if (search) search.addEventListener("input", filter);
   }

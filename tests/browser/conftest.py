@@ -58,3 +58,14 @@ def screenshot(page, name: str, *, full_page: bool = True) -> Path:
     page.evaluate("window.scrollTo(0, 0)")  # the sticky header then sits at the top of a full-page capture
     page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+def log_in(page, email: str, password: str = "pw-for-tests-1") -> None:  # noqa: S107 - the test personas
+    """Logs in through the real form (the personas of tests/conftest.py share one password)."""
+    from playwright.sync_api import expect
+
+    page.goto("/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", password)
+    page.locator("input[name=password]").press("Enter")
+    expect(page.locator("header form[action='/accounts/logout/'] button")).to_be_visible()

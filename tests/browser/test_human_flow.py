@@ -54,8 +54,10 @@ def test_it_takes_a_newcomer_from_sign_up_to_a_published_remixable_image(
     raw_key = page.locator("[data-new-key]").inner_text().strip()
     assert raw_key.startswith("kw_") and ApiKey.objects.get(user=user).prefix == raw_key[:11]
     screenshot(page, "02-api-key-created")
-    page.reload()
+    assert f"Bearer {raw_key}" in page.locator("[data-try-it]").inner_text()  # the whole key: it answers 200
+    page.reload()  # the POST was redirected: a reload makes no second key, and the key is not shown again
     assert raw_key not in page.content()
+    assert ApiKey.objects.filter(user=user).count() == 1
 
     # The operator grants credits (the admin path); the header shows the new balance.
     call_command("grant_credits", EMAIL, "5", "--reason", "browser test")

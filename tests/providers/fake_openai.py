@@ -48,6 +48,7 @@ class FakeOpenAI(FakeAPI):
         self.images_as_url = images_as_url  # answer image requests with links (dall-e style) instead of base64
         self.files: dict[str, bytes] = {}
         self.generated = 0  # answers (chat) and images made, whether or not the client got them
+        self.models = ["llama3.2", "qwen2.5:0.5b"]  # what GET /v1/models lists (OpenAI's list shape)
 
     @property
     def base_url(self) -> str:
@@ -88,6 +89,7 @@ class FakeOpenAI(FakeAPI):
                 ),
             )
         routes = {
+            ("GET", "/v1/models"): self._models,
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/v1/images/generations"): self._images_generations,
             ("POST", "/v1/images/edits"): self._images_edits,
@@ -97,6 +99,10 @@ class FakeOpenAI(FakeAPI):
         if handler is None:
             return 404, {}, error_body(f"Invalid URL ({request.method} {request.path})")
         return handler(request)
+
+    def _models(self, request: Recorded):
+        data = [{"id": name, "object": "model", "created": 1700000000, "owned_by": "fake"} for name in self.models]
+        return 200, {}, {"object": "list", "data": data}
 
     def _chat(self, request: Recorded):
         body = request.json

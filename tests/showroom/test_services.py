@@ -279,3 +279,20 @@ def test_remix_answers_only_for_what_the_viewer_may_see(alice, charlie, publish_
 def test_titles_are_one_clean_line(alice):
     assert title_clean("a\x00b\tc\n\rd" + "x" * 200) == ("a b c d" + "x" * 200)[:120]
     assert title_clean('<script>alert("x")</script>') == '<script>alert("x")</script>'  # kept; escaped on output
+
+
+def test_the_gallery_menus_follow_a_new_publication_at_once(alice, publish_factory, django_capture_on_commit_callbacks):
+    from apps.showroom.services import gallery_filters, publication_moderate, publication_unpublish
+
+    with django_capture_on_commit_callbacks(execute=True):
+        image = publish_factory(alice)
+    assert [m["public_model"] for m in gallery_filters()["models"]] == ["local/procedural-image"]  # now cached
+    with django_capture_on_commit_callbacks(execute=True):
+        speech = publish_factory(alice, public_model="kiwiwhale/s2-pro/tts", input={"text": "hi", "voice": "alloy"})
+    models = {m["public_model"] for m in gallery_filters()["models"]}
+    assert models == {"local/procedural-image", "kiwiwhale/s2-pro/tts"}
+    publication_unpublish(publication=speech)
+    assert [m["public_model"] for m in gallery_filters()["models"]] == ["local/procedural-image"]
+    with django_capture_on_commit_callbacks(execute=True):
+        publication_moderate(publication=image, hidden=True)
+    assert gallery_filters()["models"] == []

@@ -10,8 +10,9 @@ pytestmark = pytest.mark.django_db
 
 def test_it_creates_a_named_key_and_shows_it_once(client, alice):
     client.force_login(alice)
-    response = client.post("/api_key.php", {"name": "research agent"})
-    assert response.status_code == 200
+    posted = client.post("/api_key.php", {"name": "research agent"})
+    assert posted.status_code == 302 and posted["Location"] == "/api_key.php"
+    response = client.get(posted["Location"])
     assert response["Cache-Control"] == "no-store"
     key = ApiKey.objects.get(user=alice)
     shown = [c for c in elements(response.content, "code") if "data-new-key" in c]
@@ -21,8 +22,20 @@ def test_it_creates_a_named_key_and_shows_it_once(client, alice):
     # The key works, and the list never shows it again: only its prefix.
     api = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert api.get("/api/v1/credits.php").json()["account_type"] == "human"
+    # The "Try it" line holds the whole key, so it answers 200 as it is pasted.
+    try_it = response.content.decode().split("data-try-it>")[1].split("</pre>")[0]
+    assert f"Bearer {raw}" in try_it
     listing = client.get("/api_key.php").content.decode()
     assert raw not in listing and f"{key.prefix}…" in listing and "research agent" in listing
+
+
+def test_a_reload_after_creating_a_key_creates_no_second_one(client, alice):
+    client.force_login(alice)
+    client.post("/api_key.php", {"name": "once"}, follow=True)
+    for _ in range(2):
+        page = client.get("/api_key.php")  # what a reload of the redirected page sends
+        assert page.status_code == 200 and b"data-new-key" not in page.content
+    assert ApiKey.objects.filter(user=alice).count() == 1
 
 
 def test_it_names_a_key_default_when_no_name_is_given(client, alice):
@@ -95,7 +108,7 @@ def test_every_form_of_the_page_needs_the_csrf_token(alice):
     assert browser.post("/api_key/revoke.php", {"key_id": key.pk}).status_code == 403
     assert ApiKey.objects.filter(user=alice).count() == 1 and ApiKey.objects.get().revoked_at is None
     token = browser.cookies["csrftoken"].value
-    assert browser.post("/api_key.php", {"name": "with token", "csrfmiddlewaretoken": token}).status_code == 200
+    assert browser.post("/api_key.php", {"name": "with token", "csrfmiddlewaretoken": token}).status_code == 302
 
 
 def test_a_visitor_is_sent_to_log_in(client, alice):
@@ -106,6 +119,6 @@ def test_a_visitor_is_sent_to_log_in(client, alice):
 
 def test_the_copy_button_targets_the_new_key(client, alice):
     client.force_login(alice)
-    html = client.post("/api_key.php", {"name": "x"}).content
+    html = client.post("/api_key.php", {"name": "x"}, follow=True).content
     assert any(b.get("data-copy-target") == "#new-key" for b in elements(html, "button"))
     assert any(c.get("id") == "new-key" for c in elements(html, "code"))

@@ -95,3 +95,11 @@ def test_its_query_count_does_not_grow_with_the_catalog(client, catalog, alice):
     after = queries()
     assert after == before
     assert len(_card_links(client.get("/").content)) >= 16
+
+
+def test_the_low_accuracy_speech_to_text_is_hidden_unless_the_operator_shows_it(client, catalog, settings):
+    assert "local/speech-to-text" not in client.get("/").content.decode()
+    assert "local/speech-to-text" not in client.get("/api/v1/models.php").content.decode()
+    settings.CATALOG_HIDDEN_MODELS = []  # what SHOW_LOW_ACCURACY_ENGINES=true gives
+    html = client.get("/").content.decode()
+    assert "local/speech-to-text" in html and "Low accuracy" in html

@@ -156,3 +156,23 @@ def test_every_page_loads_its_styles_and_scripts_from_this_instance(client, cata
     assert all(url.startswith("/static/") for url in sources + styles), sources + styles
     for url in sources + styles:
         assert finders.find(url.removeprefix("/static/")), f"{url} is not a static file of the project"
+
+
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [("/favicon.ico", "/static/icons/favicon.svg"), ("/docs/", "/docs/agents.php"), ("/model.php", "/")],
+)
+def test_bare_paths_people_type_lead_somewhere(client, catalog, path, target):
+    response = client.get(path)
+    assert response.status_code in (301, 302) and response["Location"] == target
+    if target.startswith("/static/"):
+        from django.contrib.staticfiles import finders
+
+        assert finders.find(target.removeprefix("/static/"))
+    else:
+        assert client.get(target).status_code == 200
+
+
+def test_the_search_empty_state_names_the_query_in_a_part_the_script_updates(client, catalog):
+    html = client.get("/", {"q": "zebra unicorn"}).content.decode()
+    assert "<span data-catalog-query> “zebra unicorn”</span>" in html

@@ -1,5 +1,7 @@
 """Template helpers shared by the site's pages (and free for the other apps' templates)."""
 
+import json
+
 from django import template
 from django.utils.http import urlencode
 
@@ -35,3 +37,9 @@ def query_with(context, **changes) -> str:
 def icon(name: str, label: str = "", size: int = 20):
     """An icon of the static sprite; decorative unless a label is given."""
     return {"name": name, "label": label, "size": size}
+
+
+@register.filter
+def pretty_json(value) -> str:
+    """A JSON value indented for reading (templates escape it)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
