@@ -35,6 +35,8 @@ migrate: install secret-key
 # Production-grade on embedded defaults: DEBUG off, plain http on the loopback, static files by whitenoise.
 run: migrate
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	@# The operator's first run: the first superuser (its password printed once) and a one-time setup link.
+	$(BIN)/python manage.py setup_link --base-url "http://127.0.0.1:$(PORT)"
 	@echo "KiwiWhale: http://127.0.0.1:$(PORT)/  (API: /api/v1/, admin: /admin/)  — Ctrl-C stops everything."
 	PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) SERVE_PLAIN_HTTP=1 \
 		$(BIN)/python scripts/supervise.py web=scripts/web worker=scripts/worker beat=scripts/beat
