@@ -49,6 +49,13 @@ def pytest_configure(config):
     app.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
 
 
+def pytest_collection_modifyitems(session, config, items):
+    # Browser tests run last: Playwright's sync API keeps an event loop running in the main thread for as long as
+    # the session's Chromium lives, and an async view called in-process (Prefer: wait, /v1, asyncio.run) cannot
+    # run its own loop there. Sorting is stable, so every other test keeps its order.
+    items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))
+
+
 def pytest_sessionfinish(session, exitstatus):
     # CI reports zero skipped tests: a skip there is a failure.
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
