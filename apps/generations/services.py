@@ -343,29 +343,26 @@ def _job_complete(*, job: Job, result: RunResult, provider: str) -> None:
     staged = [row.file.name for row in rows if row.file.name]
     if staged and not _running(job).update(staged_files=staged):
         return  # the job was recovered or ended meanwhile: write nothing
-    contents = [data.content for data in result.outputs]
-    try:
-        for row, content in zip(rows, contents, strict=True):
-            if row.file.name:
-                _staged_write(row, content)
-        with transaction.atomic():
-            finished = _running(job).transition(
-                source=Job.Status.PROCESSING,
-                target=Job.Status.COMPLETED,
-                completed_at=timezone.now(),
-                provider=provider,
-                usage=result.usage,
-                staged_files=[],
-                lease_expires_at=None,
-            )
-            if finished:
-                Output.objects.bulk_create(rows)
-                if job.hold_id:
-                    hold_settle(hold=job.hold, reference=job.pk)
-                job_event_notify(job=job, event="completed")
-    except BaseException:
-        _files_delete(staged)  # SoftTimeLimitExceeded or a lost database mid-way: nothing was committed
-        raise
+    # Should this raise (a lost database, the time limit), the files stay listed on the job: the commit may even
+    # have happened, so only the sweeper that recovers the job, or job_fail, removes them.
+    for row, data in zip(rows, result.outputs, strict=True):
+        if row.file.name:
+            _staged_write(row, data.content)
+    with transaction.atomic():
+        finished = _running(job).transition(
+            source=Job.Status.PROCESSING,
+            target=Job.Status.COMPLETED,
+            completed_at=timezone.now(),
+            provider=provider,
+            usage=result.usage,
+            staged_files=[],
+            lease_expires_at=None,
+        )
+        if finished:
+            Output.objects.bulk_create(rows)
+            if job.hold_id:
+                hold_settle(hold=job.hold, reference=job.pk)
+            job_event_notify(job=job, event="completed")
     if not finished:
         # Timed out, cancelled or recovered by a sweeper while running: keep nothing, charge nothing.
         _files_delete(staged)
