@@ -166,14 +166,26 @@ class PaymentAdmin(ReadOnlyAdmin):
     """Payments are written by billing only. Refunding one here refunds it at Stripe and takes its credits back
     (one audited clawback entry); the webhook that follows changes nothing more."""
 
-    list_display = ["pk", "created_at", "user", "kind", "status", "credits", "charged", "refunded", "dispute_status"]
-    list_filter = ["status", "kind", "dispute_status"]
+    list_display = [
+        "pk",
+        "created_at",
+        "user",
+        "kind",
+        "status",
+        "credits",
+        "charged",
+        "refunded",
+        "dispute_status",
+        "review_reason",
+    ]
+    list_filter = ["status", "kind", "dispute_status", ("review_reason", admin.EmptyFieldListFilter)]
     search_fields = [
         "user__username",
         "user__email",
         "stripe_payment_intent_id",
         "stripe_checkout_session_id",
         "stripe_charge_id",
+        "stripe_idempotency_key",
     ]
     list_select_related = ["user"]
     actions = ["refund", "record_lost_dispute"]
