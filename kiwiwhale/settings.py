@@ -361,6 +361,8 @@ CELERY_BEAT_SCHEDULE = {
     "webhooks-sweep": {"task": "apps.webhooks.tasks.webhook_deliveries_sweep", "schedule": 60.0},
     # Every hour: affiliate commissions past their hold period become available.
     "commissions-mature": {"task": "apps.affiliates.tasks.commissions_mature", "schedule": 3600.0},
+    # Every hour: commission handovers from billing whose task was lost (broker down) are caught up.
+    "commission-catch-up": {"task": "apps.affiliates.tasks.commission_handovers_catch_up", "schedule": 3600.0},
     # Every 5 minutes: payments still in flight after 10 minutes are checked with Stripe (lost webhooks).
     "payments-reconcile": {"task": "apps.billing.tasks.payments_reconcile", "schedule": 300.0},
     # Every hour: Idempotency-Key records older than 24 hours are deleted.

@@ -235,6 +235,25 @@ def commission_reverse_for_payment(*, payment_id: int) -> bool:
     return commission_reverse(payment_reference=payment.reference)
 
 
+def commission_handovers_catch_up(*, days: int = 3) -> int:
+    """Billing's handovers whose task was lost (broker down at the moment): succeeded payments of referred accounts
+    with no commission yet are awarded, clawed-back payments whose commission stands are reversed. Both steps are
+    idempotent, so a handover that did arrive changes nothing. Returns how many were caught up."""
+    Payment = billing_models.Payment
+    since = timezone.now() - timedelta(days=days)
+    recent = Payment.objects.filter(succeeded_at__gte=since, status=Payment.Status.SUCCEEDED)
+    referred = Attribution.objects.values("referred_id")
+    caught = 0
+    for payment in recent.filter(user_id__in=referred, clawed_back_micro=0).order_by("succeeded_at", "id"):
+        if not Commission.objects.filter(payment_reference=payment.reference).exists():
+            caught += commission_award_for_payment(payment_id=payment.pk) is not None
+    standing = Commission.objects.exclude(status=Commission.Status.REVERSED)
+    for payment in recent.filter(clawed_back_micro__gt=0).order_by("succeeded_at", "id"):
+        if standing.filter(payment_reference=payment.reference).exists():
+            caught += commission_reverse_for_payment(payment_id=payment.pk)
+    return caught
+
+
 def payment_fingerprints(*, user) -> set[str]:
     """Card fingerprints an account has paid with (to refuse commissions that go round in a loop)."""
     methods = billing_models.PaymentMethod.objects.filter(user=user).exclude(fingerprint="")

@@ -17,3 +17,8 @@ def commission_award_for_payment(payment_id: int) -> int | None:
 @shared_task(name="apps.affiliates.tasks.commission_reverse_for_payment")
 def commission_reverse_for_payment(payment_id: int) -> bool:
     return services.commission_reverse_for_payment(payment_id=payment_id)
+
+
+@shared_task(name="apps.affiliates.tasks.commission_handovers_catch_up")
+def commission_handovers_catch_up() -> int:
+    return services.commission_handovers_catch_up()

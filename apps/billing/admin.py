@@ -52,8 +52,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class CreditsForm(forms.Form):
     amount = forms.DecimalField(max_digits=18, decimal_places=6, help_text="Credits; negative takes credits back.")
     reason = forms.CharField(max_length=300)
-    # Made when the form is shown and posted with it: the ledger key, so a double submit posts once.
-    nonce = forms.UUIDField(widget=forms.HiddenInput)
+    # Made when the form is shown and posted with it: the ledger key, so a double submit posts once. (A post
+    # without one, from a script, gets a fresh key.)
+    nonce = forms.UUIDField(widget=forms.HiddenInput, required=False)
 
 
 @admin.register(Wallet)
@@ -94,7 +95,7 @@ class WalletAdmin(ReadOnlyAdmin):
                     user=wallet.user,
                     amount_micro=amount_micro,
                     reason=form.cleaned_data["reason"],
-                    idempotency_key=f"admin:{form.cleaned_data['nonce']}",
+                    idempotency_key=f"admin:{form.cleaned_data['nonce'] or uuid.uuid4()}",
                     created_by=request.user,
                 )
             except Exception as exc:  # InsufficientCredits, zero amount: shown to the admin, nothing written
@@ -166,14 +167,26 @@ class PaymentAdmin(ReadOnlyAdmin):
     """Payments are written by billing only. Refunding one here refunds it at Stripe and takes its credits back
     (one audited clawback entry); the webhook that follows changes nothing more."""
 
-    list_display = ["pk", "created_at", "user", "kind", "status", "credits", "charged", "refunded", "dispute_status"]
-    list_filter = ["status", "kind", "dispute_status"]
+    list_display = [
+        "pk",
+        "created_at",
+        "user",
+        "kind",
+        "status",
+        "credits",
+        "charged",
+        "refunded",
+        "dispute_status",
+        "review_reason",
+    ]
+    list_filter = ["status", "kind", "dispute_status", ("review_reason", admin.EmptyFieldListFilter)]
     search_fields = [
         "user__username",
         "user__email",
         "stripe_payment_intent_id",
         "stripe_checkout_session_id",
         "stripe_charge_id",
+        "stripe_idempotency_key",
     ]
     list_select_related = ["user"]
     actions = ["refund", "record_lost_dispute"]
