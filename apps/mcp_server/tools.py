@@ -299,7 +299,11 @@ async def tool_call(caller: Caller, name: str, args: dict) -> types.CallToolResu
     handler = HANDLERS.get(name)
     if handler is None:
         raise ValueError(f"Unknown tool {name!r}.")
-    answer = await handler(caller, args or {})
+    try:
+        answer = await handler(caller, args or {})
+    except (TypeError, ValueError) as exc:  # arguments of the wrong type, e.g. wait_seconds="soon"
+        message = f"Invalid arguments for {name}: {exc}"
+        answer = Answer(ApiAnswer(400, {"success": False, "error": "invalid_request", "message": message}, {}), [])
     body = answer.api.body
     text = types.TextContent(text=json.dumps(body))
     return types.CallToolResult(content=[text, *answer.media], structured_content=body, is_error=not answer.api.ok)

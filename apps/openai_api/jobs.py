@@ -39,7 +39,8 @@ def caller_authenticate(request) -> None:
 async def model_for(model_id, endpoint: str) -> AIModel:
     if not isinstance(model_id, str) or not model_id:
         raise OpenAIError(400, "invalid_value", "`model` is required: a model id from GET /v1/models.", param="model")
-    model = await AIModel.objects.filter(public_model=model_id, enabled=True).afirst()
+    # PostgreSQL refuses NUL in text: such an id is no model's.
+    model = None if "\x00" in model_id else await AIModel.objects.filter(public_model=model_id, enabled=True).afirst()
     if model is None:
         raise OpenAIError(404, "model_not_found", f"The model {model_id!r} does not exist.", param="model")
     served_by = (model.openai or {}).get("endpoint")

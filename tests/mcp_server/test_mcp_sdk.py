@@ -104,9 +104,10 @@ def test_it_generates_with_wait_and_reads_the_job_and_the_credits_as_the_api_doe
         credits = await session.call_tool("get_credits", {})
         models = await session.call_tool("list_models", {"category": "chat"})
         bad = await session.call_tool("generate", {"model": "local/procedural-image", "input": {"width": 64}})
-        return generated, job, credits, models, bad
+        odd = await session.call_tool("get_job", {"job_id": job_id, "wait_seconds": "soon"})
+        return generated, job, credits, models, bad, odd
 
-    generated, job, credits, models, bad = mcp(web_server, key, steps)
+    generated, job, credits, models, bad, odd = mcp(web_server, key, steps)
     assert not generated.is_error
     assert generated.structured_content["status"] == "completed"
     job_row = Job.objects.get(user=user)
@@ -122,6 +123,7 @@ def test_it_generates_with_wait_and_reads_the_job_and_the_credits_as_the_api_doe
 
     assert models.structured_content == _api(web_server, key, "models.php", category="chat")
     assert bad.is_error and bad.structured_content["error"] == "invalid_input"
+    assert odd.is_error and odd.structured_content["error"] == "invalid_request"
     assert Job.objects.filter(user=user).count() == 1
 
 

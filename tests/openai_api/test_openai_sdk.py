@@ -6,6 +6,7 @@ job is in the account's history like any other.
 
 import base64
 import io
+import json
 
 import httpx
 import openai
@@ -108,6 +109,9 @@ def test_it_refuses_a_parameter_the_model_cannot_honour_and_charges_nothing(acco
     with pytest.raises(openai.NotFoundError) as caught:
         client.chat.completions.create(model="no/such-model", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as caught:  # the model's schema, through generate.php
+        client.chat.completions.create(model="local/echo-chat", messages=[{"role": "user", "content": ""}])
+    assert (caught.value.body["code"], caught.value.body["param"]) == ("invalid_input", "prompt")
     assert _balance(user) == before and not Job.objects.filter(user=user).exists()
 
 
@@ -201,3 +205,30 @@ def test_it_honours_an_idempotency_key(account):
     job = _only_job(user)
     assert completion.id == f"chatcmpl-{job.pk}"
     assert before - _balance(user) == job.cost_micro
+
+
+def test_a_job_that_fails_returns_its_credits_and_an_sdk_error(account):
+    user, client = account
+    before = _balance(user)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.audio.transcriptions.create(model="local/speech-to-text", file=("noise.wav", b"not audio at all"))
+    job = _only_job(user)
+    assert job.status == Job.Status.FAILED
+    assert caught.value.body["code"] == job.error_code and caught.value.body["job_id"] == job.pk
+    assert _balance(user) == before  # the hold was released
+
+
+def test_it_keeps_retry_after_on_a_429():
+    from apps.openai_api.errors import error_from_api
+
+    error = error_from_api(
+        429, {"success": False, "error": "rate_limited", "message": "Slow down."}, {"Retry-After": "7"}
+    )
+    response = error.response()
+    assert response.status_code == 429 and response["Retry-After"] == "7"
+    assert json.loads(response.content)["error"] == {
+        "message": "Slow down.",
+        "type": "rate_limit_error",
+        "param": None,
+        "code": "rate_limit_exceeded",
+    }
