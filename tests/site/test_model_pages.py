@@ -49,9 +49,10 @@ def test_every_model_page_answers_for_every_enabled_model(client, catalog, page)
 
 
 @pytest.mark.parametrize("page", MODEL_PAGES)
-def test_an_unknown_or_missing_model_is_a_404(client, catalog, page):
+def test_an_unknown_model_is_a_404_and_a_missing_one_opens_the_catalog(client, catalog, page):
     assert client.get(page, {"model": "no/such-model"}).status_code == 404
-    assert client.get(page).status_code == 404
+    response = client.get(page)
+    assert response.status_code == 302 and response["Location"] == "/"
 
 
 def test_the_playground_form_has_the_right_control_for_every_field_of_every_seeded_model(client, catalog):
