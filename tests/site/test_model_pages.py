@@ -295,3 +295,8 @@ def test_the_model_docs_page_explains_price_and_usage(client, catalog):
 )
 def test_it_says_the_price_rule_in_words(catalog, public_model, expected):
     assert schema_form.price_label(AIModel.objects.get(public_model=public_model)) == expected
+
+
+def test_field_names_wrap_only_after_an_underscore(client, catalog):
+    html = client.get("/model-docs.php", {"model": "local/procedural-image"}).content.decode()
+    assert "<code>num_<wbr>images</code>" in html and "<code>prompt</code>" in html
