@@ -67,7 +67,10 @@ def _render_cached(path: str, mtime: int, base_url: str) -> tuple[str, str]:
     source = Path(path).read_text(encoding="utf-8").replace(EXAMPLE_BASE_URL, base_url)
     source = _MD_LINK.sub(_link_to_page, source)
     html, toc_html = markdown_render(source)
-    return _INLINE_CODE.sub(_breakable_code, html), toc_html
+    html = _INLINE_CODE.sub(_breakable_code, html)
+    # A code block scrolls sideways on a narrow screen: focusable, so the keyboard can scroll it too.
+    html = html.replace("<pre>", '<pre tabindex="0">')
+    return html, toc_html
 
 
 def _breakable_code(match: re.Match) -> str:

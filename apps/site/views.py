@@ -1,3 +1,4 @@
+import functools
 import json
 
 from django import forms
@@ -84,6 +85,18 @@ MODEL_TABS = [
 ]
 
 
+def _needs_model(view):
+    """A model page without ?model= (e.g. /model.php typed by hand) opens the catalog, the list of models."""
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.GET.get("model", "").strip():
+            return redirect("site:home")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
 def _model_context(request, tab: str) -> dict:
     public_model = request.GET.get("model", "").strip()
     model = AIModel.objects.filter(public_model=public_model, enabled=True).first() if public_model else None
@@ -102,14 +115,14 @@ def _model_context(request, tab: str) -> dict:
     }
 
 
+@_needs_model
 def model_detail(request):
-    if not request.GET.get("model", "").strip():
-        return redirect("site:home")  # /model.php alone: the catalog is the list of models
     context = _model_context(request, "model")
     context["fields"] = schema_form.form_fields(context["model"])
     return render(request, "site/model_detail.html", context)
 
 
+@_needs_model
 def model_playground(request):
     context = _model_context(request, "playground")
     model = context["model"]
@@ -147,6 +160,7 @@ def _upload_max_bytes() -> int:
     return max(0, min(limits))
 
 
+@_needs_model
 def model_api(request):
     context = _model_context(request, "api")
     context["fields"] = schema_form.form_fields(context["model"])
@@ -154,12 +168,14 @@ def model_api(request):
     return render(request, "site/model_api.html", context)
 
 
+@_needs_model
 def model_docs(request):
     context = _model_context(request, "docs")
     context["fields"] = schema_form.form_fields(context["model"])
     return render(request, "site/model_docs.html", context)
 
 
+@_needs_model
 def model_code(request):
     context = _model_context(request, "code")
     model = context["model"]

@@ -69,3 +69,35 @@ def log_in(page, email: str, password: str = "pw-for-tests-1") -> None:  # noqa:
     page.fill("input[name=password]", password)
     page.locator("input[name=password]").press("Enter")
     expect(page.locator("header form[action='/accounts/logout/'] button")).to_be_visible()
+
+
+AXE_VERSION = "4.14.1"
+AXE_DIR = Path(__file__).resolve().parents[2] / "var" / "axe"  # git-ignored; npm installs it on first use
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> Path:
+    """axe-core from the npm registry, installed once into var/axe/ (the ordinary npm client, pinned)."""
+    import subprocess
+
+    script = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+    if not script.exists():
+        AXE_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(AXE_DIR), f"axe-core@{AXE_VERSION}"],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return script
+
+
+def axe_serious(page, axe_script: Path) -> list[str]:
+    """The serious and critical violations axe-core finds on the page, one line each."""
+    page.add_script_tag(path=str(axe_script))
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — {', '.join(str(n['target']) for n in v['nodes'][:3])}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]

@@ -6,7 +6,7 @@ import pytest
 from apps.accounts.services import api_key_create
 from apps.catalog.models import AIModel
 from apps.generations.services import job_create, job_run
-from tests.browser.conftest import DESKTOP, PHONE, log_in, screenshot
+from tests.browser.conftest import DESKTOP, PHONE, axe_serious, log_in, screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,9 +58,9 @@ def generation(catalog, alice):
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_no_page_is_wider_than_a_phone(new_context, live_server, generation, scheme):
+def test_no_page_is_wider_than_a_phone_nor_fails_axe(new_context, live_server, generation, axe_script, scheme):
     pages = [*PUBLISHED, f"/generation.php?id={generation.pk}"]
-    too_wide = {}
+    too_wide, inaccessible = {}, {}
     for viewport in (PHONE, DESKTOP):
         page = new_context(viewport=viewport, color_scheme=scheme).new_page()
         log_in(page, "alice@example.com")
@@ -73,4 +73,17 @@ def test_no_page_is_wider_than_a_phone(new_context, live_server, generation, sch
                 too_wide[f"{path} at {viewport['width']}"] = (width, page.evaluate(OFFENDERS))
             name = "generation" if path.startswith("/generation.php") else _slug(path)
             screenshot(page, f"page-{name}-{viewport['width']}-{scheme}")
+            if viewport is DESKTOP:
+                problems = axe_serious(page, axe_script)
+                if problems:
+                    inaccessible[path] = problems
+        if viewport is DESKTOP:
+            # Logged out too: the pages a visitor sees first.
+            visitor = new_context(viewport=viewport, color_scheme=scheme).new_page()
+            for path in ("/", "/showroom.php", "/accounts/signup/", "/accounts/login/", "/contact.php"):
+                visitor.goto(path)
+                problems = axe_serious(visitor, axe_script)
+                if problems:
+                    inaccessible[f"{path} (visitor)"] = problems
     assert not too_wide, f"Wider than the screen: {too_wide}"
+    assert not inaccessible, f"axe-core, serious or critical: {inaccessible}"

@@ -155,3 +155,9 @@ def test_the_api_explorer_uses_the_vendored_swagger_ui(client):
     html = client.get("/api-explorer.php").content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in html
     assert "cdn.jsdelivr" not in html and "unpkg.com" not in html
+
+
+def test_doc_identifiers_wrap_after_underscores_and_code_blocks_take_focus(client):
+    html = client.get("/docs/agents.php").content.decode()
+    assert "idempotency_<wbr>key_<wbr>reused" in html
+    assert '<pre tabindex="0">' in html

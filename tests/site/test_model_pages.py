@@ -49,9 +49,10 @@ def test_every_model_page_answers_for_every_enabled_model(client, catalog, page)
 
 
 @pytest.mark.parametrize("page", MODEL_PAGES)
-def test_an_unknown_or_missing_model_is_a_404(client, catalog, page):
+def test_an_unknown_model_is_a_404_and_a_missing_one_opens_the_catalog(client, catalog, page):
     assert client.get(page, {"model": "no/such-model"}).status_code == 404
-    assert client.get(page).status_code == 404
+    response = client.get(page)
+    assert response.status_code == 302 and response["Location"] == "/"
 
 
 def test_the_playground_form_has_the_right_control_for_every_field_of_every_seeded_model(client, catalog):
@@ -294,3 +295,8 @@ def test_the_model_docs_page_explains_price_and_usage(client, catalog):
 )
 def test_it_says_the_price_rule_in_words(catalog, public_model, expected):
     assert schema_form.price_label(AIModel.objects.get(public_model=public_model)) == expected
+
+
+def test_field_names_wrap_only_after_an_underscore(client, catalog):
+    html = client.get("/model-docs.php", {"model": "local/procedural-image"}).content.decode()
+    assert "<code>num_<wbr>images</code>" in html and "<code>prompt</code>" in html

@@ -1,9 +1,12 @@
 """Template helpers shared by the site's pages (and free for the other apps' templates)."""
 
 import json
+import re
 
 from django import template
+from django.utils.html import escape
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 
 from apps.billing import money
 
@@ -43,3 +46,9 @@ def icon(name: str, label: str = "", size: int = 20):
 def pretty_json(value) -> str:
     """A JSON value indented for reading (templates escape it)."""
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+@register.filter
+def breakable(identifier) -> str:
+    """An identifier, escaped, that may wrap after _ . / or = (never mid-word) on a narrow screen."""
+    return mark_safe(re.sub(r"([_./=]+)(?=\w)", r"\1<wbr>", escape(str(identifier))))  # noqa: S308 - escaped first
