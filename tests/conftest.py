@@ -244,7 +244,18 @@ def wait_for_http(url: str, process: subprocess.Popen, log_name: str, timeout: f
 
 
 @pytest.fixture(scope="session")
-def web_server(django_db_setup, django_db_blocker):
+def static_collected():
+    """The hashed static files that a server process with DEBUG off serves (whitenoise's manifest), collected once."""
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+        cwd=ROOT,
+        env=service_env(DEBUG="0"),
+        check=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def web_server(django_db_setup, django_db_blocker, static_collected):
     """The real web server (`scripts/web`: uvicorn, ASGI, DEBUG off) on a free port, on the test database.
 
     Tests that use it write with `transactional_db` so that the server process sees their rows. Yields the
@@ -253,7 +264,7 @@ def web_server(django_db_setup, django_db_blocker):
     port = _free_port()
     (ROOT / "var").mkdir(exist_ok=True)
     log = open(ROOT / "var" / "test-web.log", "w")  # noqa: SIM115 - closed at teardown
-    env = service_env(PORT=str(port), HOST="127.0.0.1", WEB_CONCURRENCY="2", DEBUG="0")
+    env = service_env(PORT=str(port), HOST="127.0.0.1", WEB_CONCURRENCY="2", DEBUG="0", DB_POOL_MAX_SIZE="8")
     server = subprocess.Popen([str(ROOT / "scripts" / "web")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     wait_for_http(f"{base}/healthz", server, log.name)

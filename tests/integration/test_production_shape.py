@@ -96,7 +96,7 @@ class Shape:
 
 
 @pytest.fixture
-def shape(tmp_path, catalog):
+def shape(tmp_path, catalog, static_collected):
     shape = Shape(tmp_path)
     yield shape
     shape.stop_all()

@@ -61,7 +61,9 @@ def _boto(credentials: dict) -> dict:
     }
 
 
-def test_the_worker_writes_outputs_to_the_bucket_and_the_api_answers_its_unguessable_url(s3, tmp_path, catalog):
+def test_the_worker_writes_outputs_to_the_bucket_and_the_api_answers_its_unguessable_url(
+    s3, tmp_path, catalog, static_collected
+):
     env = {
         "AWS_STORAGE_BUCKET_NAME": s3["bucket"],
         "AWS_S3_ENDPOINT_URL": s3["endpoint"],
@@ -128,7 +130,8 @@ def test_the_worker_writes_outputs_to_the_bucket_and_the_api_answers_its_unguess
 
         keys = {item["Key"] for item in s3["client"].list_objects_v2(Bucket=s3["bucket"])["Contents"]}
         assert {url.removeprefix(f"{s3['endpoint']}/{s3['bucket']}/") for url in urls} <= keys
-        assert not any((Path(settings.MEDIA_ROOT) / "outputs").rglob("out.png"))  # nothing on the local disk
+        for url in urls:  # nothing of these outputs on the local disk
+            assert not (Path(settings.MEDIA_ROOT) / url.removeprefix(f"{s3['endpoint']}/{s3['bucket']}/")).exists()
         assert httpx.get(f"{base}/media/{urls[0].removeprefix(prefix)}").status_code == 404  # no local route
     finally:
         for process in processes:

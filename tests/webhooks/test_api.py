@@ -169,7 +169,7 @@ def test_a_timeout_is_retried(alice_api, catalog, settings):
         attempt = webhook_attempt(delivery_id=delivery.pk, attempt=1)
     finally:
         receiver.close()
-    assert attempt.status_code is None and attempt.error == "No answer within 0.5 s."
+    assert attempt.status_code is None and attempt.error == "Timed out fetching the URL."
     delivery.refresh_from_db()
     assert delivery.status == "pending" and delivery.attempts == 1
     wait = (delivery.next_attempt_at - attempt.started_at).total_seconds()
@@ -196,7 +196,7 @@ def test_redeliver_leaves_a_pending_delivery_alone(alice_api, catalog):
 
 
 def test_the_docs_and_the_model_page_explain_webhooks(client, catalog):
-    guide = client.get("/docs/agents.php").content.decode()
+    guide = client.get("/docs/agents.php").content.decode().replace("<wbr>", "")  # identifiers wrap at _ . /
     assert 'id="webhooks"' in guide and "standardwebhooks" in guide and "webhook_deliveries.php" in guide
     page = client.get("/model-api.php", {"model": "local/procedural-image"}).content.decode()
     assert "/docs/agents.php#webhooks" in page and "/api/v1/webhook_secret.php" in page
