@@ -62,6 +62,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "kiwiwhale.lib.csp.ContentSecurityPolicyMiddleware",  # scripts: ours, Stripe.js, inline ones with the nonce
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.api.middleware.InputGuardMiddleware",  # NUL and lone surrogates in paths, queries, forms → 400
     "django.contrib.sessions.middleware.SessionMiddleware",
