@@ -1,6 +1,7 @@
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
+    PolymorphicProxySerializer,
     extend_schema,
     extend_schema_field,
     extend_schema_serializer,
@@ -184,7 +185,14 @@ class JobApi(APIView):
             OpenApiParameter("limit", int, required=False),
             OpenApiParameter("cursor", str, required=False),
         ],
-        responses={200: OutputSerializer, **error_responses(400, 401, 404)},
+        responses={
+            200: PolymorphicProxySerializer(
+                component_name="JobOrJobList",
+                serializers=[OutputSerializer, ListOutputSerializer],
+                resource_type_field_name=None,
+            ),
+            **error_responses(400, 401, 404),
+        },
         description="With `job_id`: that job (a `JobResponse`). Without: a `JobListResponse`, newest first.",
     )
     def get(self, request, job_id: str | None = None):
@@ -223,7 +231,7 @@ class JobCancelApi(APIView):
         operation_id="cancel",
         summary="Cancel a queued job and return its credits",
         request=InputSerializer,
-        responses={200: JobApi.OutputSerializer, **error_responses(401, 404, 409)},
+        responses={200: JobApi.OutputSerializer, **error_responses(400, 401, 404, 409)},
     )
     def post(self, request, job_id: str | None = None):
         if job_id is None:
