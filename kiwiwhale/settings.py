@@ -76,6 +76,7 @@ MIDDLEWARE = [
     "apps.ops.request_id.RequestIdMiddleware",
     "apps.ops.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "kiwiwhale.lib.csp.ContentSecurityPolicyMiddleware",  # scripts: ours, Stripe.js, inline ones with the nonce
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.api.middleware.InputGuardMiddleware",  # NUL and lone surrogates in paths, queries, forms → 400
     "django.contrib.sessions.middleware.SessionMiddleware",

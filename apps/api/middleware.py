@@ -1,4 +1,4 @@
-"""The edge check of every request's path, query string and form fields, for the API and the pages alike.
+"""The edge check of every request's path, query string, form fields and cookies, for the API and the pages alike.
 
 JSON bodies are checked by the API's parser (apps/api/parsers.py); both use kiwiwhale/lib/unstorable.py. A request
 that carries a string PostgreSQL cannot store is answered here — 400 in the contract's error shape under /api/, a
@@ -19,6 +19,10 @@ class InputGuardMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        # A cookie that cannot be stored is no cookie: dropped rather than refused, or a browser holding one would
+        # get nothing but errors until it is cleared (the session cookie is looked up in the database).
+        for name in [name for name, value in request.COOKIES.items() if text_problem(name) or text_problem(value)]:
+            del request.COOKIES[name]
         problem = _request_problem(request)
         if problem is None:
             return self.get_response(request)

@@ -3,6 +3,7 @@
 import csv
 
 from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -467,7 +468,11 @@ class UsageApi(APIView):
             OpenApiParameter("kind", str, enum=LedgerEntry.Kind.values, required=False),
             OpenApiParameter("export", str, enum=["csv"], required=False, description="csv: every entry, as CSV."),
         ],
-        responses={200: OutputSerializer, **error_responses(400, 401)},
+        responses={
+            (200, "application/json"): OutputSerializer,
+            (200, "text/csv"): OpenApiTypes.STR,
+            **error_responses(400, 401),
+        },
     )
     def get(self, request):
         params = request.query_params

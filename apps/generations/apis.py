@@ -423,7 +423,7 @@ class JobCancelApi(APIView):
         description="Any job not yet ended can be canceled; every credit comes back. An upstream provider running "
         "it is asked to stop where its API allows; work it already did is not charged to you.",
         request=InputSerializer,
-        responses={200: JobApi.OutputSerializer, **error_responses(401, 404, 409)},
+        responses={200: JobApi.OutputSerializer, **error_responses(400, 401, 404, 409)},
     )
     def post(self, request, job_id: str | None = None):
         if job_id is None:

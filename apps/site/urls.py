@@ -1,7 +1,7 @@
 """The site's pages at their published paths (the `.php` names are kiwiwhale.com's), plus discovery."""
 
 from django.urls import path
-from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerSplitView
 
 from apps.site import setup_views, views
 
@@ -29,7 +29,8 @@ urlpatterns = [
         SpectacularRedocView.as_view(url_name="openapi", template_name="site/api_reference.html"),
         name="api_reference",
     ),
-    path("api-explorer.php", SpectacularSwaggerView.as_view(url_name="openapi"), name="api_explorer"),
+    # The split view serves Swagger UI's start-up code as a file: the Content-Security-Policy runs no inline script.
+    path("api-explorer.php", SpectacularSwaggerSplitView.as_view(url_name="openapi"), name="api_explorer"),
     path("llms.txt", views.llms_txt, name="llms_txt"),
     path(".well-known/agent.json", views.agent_json, name="agent_json"),
     path("setup.php", setup_views.setup_page, name="setup"),

@@ -195,3 +195,10 @@ def test_it_answers_400_to_a_signed_stripe_event_that_is_not_an_object(client, s
     )
     assert response.status_code == 400
     assert not StripeEvent.objects.exists()
+
+
+def test_it_ignores_a_cookie_holding_a_nul(client, catalog):
+    client.cookies["sessionid"] = "abcdefgh\u0000ijkl"
+    assert client.get("/").status_code == 200
+    client.cookies["csrftoken"] = "a\u0000b"
+    assert client.get("/accounts/login/").status_code == 200
