@@ -133,6 +133,13 @@ class JobSerializer(serializers.Serializer):
     deadline_at = serializers.DateTimeField(allow_null=True, help_text="Cancel-After: canceled if not done by then.")
 
 
+@extend_schema_serializer(component_name="JobResponse")
+class JobResponseSerializer(JobSerializer):
+    """A job as jobs.php answers it (and generate.php with `Prefer: wait` once the job ended)."""
+
+    success = serializers.BooleanField(default=True)
+
+
 class ModelInputSerializer(serializers.Serializer):
     """`{"model", "input"}`, as generate.php and quote.php take it (`public_model` is an alias of `model`)."""
 
@@ -208,7 +215,7 @@ class GenerateApi(APIView):
         request=InputSerializer,
         responses={
             200: OpenApiResponse(
-                response=JobSerializer, description="Prefer: wait, and the job ended within the wait."
+                response=JobResponseSerializer, description="Prefer: wait, and the job ended within the wait."
             ),
             202: OutputSerializer,
             **error_responses(400, 401, 402, 404, 409, 422, 503),
@@ -307,9 +314,7 @@ class JobPagination(CursorPagination):
 class JobApi(APIView):
     """One job (`?job_id=`), or the caller's jobs, newest first."""
 
-    @extend_schema_serializer(component_name="JobResponse")
-    class OutputSerializer(JobSerializer):
-        success = serializers.BooleanField(default=True)
+    OutputSerializer = JobResponseSerializer
 
     @extend_schema_serializer(component_name="JobListResponse")
     class ListOutputSerializer(serializers.Serializer):
