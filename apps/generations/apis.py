@@ -9,6 +9,7 @@ import re
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
+from django.db import connection
 from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -409,6 +410,11 @@ def _job_body(request, job_id: str) -> dict:
     return JobApi.OutputSerializer(job, context={"request": request}).data
 
 
+def _connection_close() -> None:
+    # In the request's own thread, before a wait: a waiting request holds no database connection.
+    connection.close()
+
+
 _generate_sync = GenerateApi.as_view()
 _jobs_sync = JobApi.as_view()
 
@@ -424,6 +430,7 @@ async def generate_view(request):
     if response.status_code != status.HTTP_202_ACCEPTED:
         return response
     job_id = response.data["job_id"]
+    await sync_to_async(_connection_close)()
     ended = await job_wait(job_id, timeout=wait)
     if ended not in Job.TERMINAL:
         return response
@@ -439,6 +446,7 @@ async def jobs_view(request, job_id: str | None = None):
         return response
     if response.data.get("status") in Job.TERMINAL:
         return response
+    await sync_to_async(_connection_close)()
     await job_wait(response.data["job_id"], timeout=int(wait))
     return await sync_to_async(_jobs_sync)(request, job_id=job_id)
 
