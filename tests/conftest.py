@@ -288,9 +288,12 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """One Chromium, driven by Playwright, for every browser test of the run (never `playwright install`)."""
+    """One Chromium, driven by Playwright, per module of browser tests (never `playwright install`).
+
+    Per module, not per session: Playwright's sync API keeps an event loop running in the main thread while it is
+    open, and the Django test client cannot call an async view (generate.php, jobs.php) under a running loop."""
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():

@@ -10,6 +10,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
+from django.db import connection
 from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -135,6 +136,13 @@ class JobSerializer(serializers.Serializer):
     deadline_at = serializers.DateTimeField(allow_null=True, help_text="Cancel-After: canceled if not done by then.")
 
 
+@extend_schema_serializer(component_name="JobResponse")
+class JobResponseSerializer(JobSerializer):
+    """A job as jobs.php answers it (and generate.php with `Prefer: wait` once the job ended)."""
+
+    success = serializers.BooleanField(default=True)
+
+
 class ModelInputSerializer(serializers.Serializer):
     """`{"model", "input"}`, as generate.php and quote.php take it (`public_model` is an alias of `model`)."""
 
@@ -253,7 +261,7 @@ class GenerateApi(APIView):
         request=InputSerializer,
         responses={
             200: OpenApiResponse(
-                response=JobSerializer, description="Prefer: wait, and the job ended within the wait."
+                response=JobResponseSerializer, description="Prefer: wait, and the job ended within the wait."
             ),
             202: OutputSerializer,
             **error_responses(400, 401, 402, 403, 404, 409, 422, 429, 503),
@@ -346,9 +354,7 @@ class QuoteApi(APIView):
 class JobApi(APIView):
     """One job (`?job_id=`), or the caller's jobs, newest first."""
 
-    @extend_schema_serializer(component_name="JobResponse")
-    class OutputSerializer(JobSerializer):
-        success = serializers.BooleanField(default=True)
+    OutputSerializer = JobResponseSerializer
 
     @extend_schema_serializer(component_name="JobListResponse")
     class ListOutputSerializer(serializers.Serializer):
@@ -451,6 +457,11 @@ def _job_body(request, job_id: str) -> dict:
     return JobApi.OutputSerializer(job, context={"request": request}).data
 
 
+def _connection_close() -> None:
+    # In the request's own thread, before a wait: a waiting request holds no database connection.
+    connection.close()
+
+
 _generate_sync = GenerateApi.as_view()
 _jobs_sync = JobApi.as_view()
 
@@ -466,6 +477,7 @@ async def generate_view(request):
     if response.status_code != status.HTTP_202_ACCEPTED:
         return response
     job_id = response.data["job_id"]
+    await sync_to_async(_connection_close)()
     ended = await job_wait(job_id, timeout=wait)
     if ended not in Job.TERMINAL:
         return response
@@ -481,6 +493,7 @@ async def jobs_view(request, job_id: str | None = None):
         return response
     if response.data.get("status") in Job.TERMINAL:
         return response
+    await sync_to_async(_connection_close)()
     await job_wait(response.data["job_id"], timeout=int(wait))
     return await sync_to_async(_jobs_sync)(request, job_id=job_id)
 

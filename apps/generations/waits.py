@@ -15,7 +15,7 @@ import logging
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from apps.generations.models import Job
 
@@ -31,7 +31,12 @@ def _channel(job_id: str) -> str:
 
 @sync_to_async
 def _status(job_id: str) -> str | None:
-    return Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+    try:
+        return Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+    finally:
+        # A waiting request holds no database connection between two reads: a hundred open waits would
+        # otherwise take a hundred of PostgreSQL's connections for nothing.
+        connection.close()
 
 
 async def job_wait(job_id: str, *, timeout: float) -> str | None:

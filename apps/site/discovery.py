@@ -4,38 +4,52 @@ Only endpoints this instance actually routes are listed, so a feature that is no
 """
 
 from django.conf import settings
-from django.urls import Resolver404, resolve
 
 from apps.billing import money
 from apps.site import docs
 
 API_PREFIX = "/api/v1"
 
-# (method, path, what it does, capability). The published contract's endpoints, then ours.
-ENDPOINTS = [
-    ("POST", "/agent_register.php", "Create an agent account and its first API key (no auth).", "register"),
-    ("GET", "/credits.php", "The account's balance and type.", "credits"),
-    ("GET", "/models.php", "The models this instance serves, with cost and input JSON Schema (no auth).", "models"),
-    ("POST", "/generate.php", "Submit a job: {model, input}; answers 202 with job_id and poll_url.", "generate"),
-    ("GET", "/jobs.php", "Poll a job (?job_id=) until completed/failed/canceled; without job_id, list jobs.", "poll"),
-    ("POST", "/cancel.php", "Cancel a queued job; its credits come back.", "cancel"),
-    ("POST", "/agent_setup_payment.php", "Start saving a card (Stripe SetupIntent).", "autonomous_billing"),
-    ("POST", "/agent_confirm_payment_method.php", "Attach the saved card as the default.", "autonomous_billing"),
-    ("POST", "/agent_topup.php", "Charge the saved card for credits: {credits}.", "autonomous_billing"),
-    ("GET", "/agent_autotopup.php", "Read or set auto top-up (fixed or buffer mode).", "autonomous_billing"),
-    ("GET", "/usage.php", "Ledger entries and receipts, newest first (?export=csv).", "credits"),
-    ("POST", "/redeem.php", "Redeem a code for credits: {code}.", "credits"),
-    ("GET", "/payment_methods.php", "The saved cards.", "autonomous_billing"),
-    ("POST", "/payment_method_remove.php", "Remove a saved card.", "autonomous_billing"),
-    ("GET", "/low_balance.php", "Read or set the low-balance notice (threshold, webhook).", "credits"),
-    ("GET", "/affiliate.php", "Your referral link, its figures and commissions.", "affiliate"),
-    ("POST", "/affiliate_convert.php", "Convert available commission into credits: {credits}.", "affiliate"),
-    ("POST", "/affiliate_payout.php", "Request a cash payout of commission: {credits, method}.", "affiliate"),
-    ("POST", "/showroom_publish.php", "Publish a completed job to the public showroom.", "showroom"),
-    ("GET", "/showroom_remix.php", "The model and input of a published generation, to run it again.", "showroom"),
-    ("GET", "/webhook_secret.php", "The secret that signs your job webhooks (POST rotates it).", "webhooks"),
-    ("GET", "/webhook_deliveries.php", "Job webhook deliveries and their tries (?job_id=).", "webhooks"),
-]
+# Path → (what it does, capability). Every `.php` route of the API is listed (see `endpoints_available`), with
+# the methods its view answers; a route missing here is listed with its view's summary.
+ENDPOINTS = {
+    "/agent_register.php": ("Create an agent account and its first API key (no auth).", "register"),
+    "/credits.php": ("The account's balance and type.", "credits"),
+    "/models.php": ("The models this instance serves, with cost and input JSON Schema (no auth).", "models"),
+    "/quote.php": ("The exact cost of {model, input} and the input with defaults applied (no auth).", "generate"),
+    "/generate.php": (
+        "Submit a job: {model, input, max_cost_credits?}; 202 with job_id and poll_url. Headers: Prefer: wait[=N] "
+        "(N <= 60: answer when the job ends), Cancel-After: 30s|5m|1h30m, Idempotency-Key.",
+        "generate",
+    ),
+    "/jobs.php": (
+        "Poll a job (?job_id=, &wait=N to hold until it ends) until completed/failed/canceled; without job_id, "
+        "list jobs.",
+        "poll",
+    ),
+    "/cancel.php": ("Cancel a queued or processing job: {job_id}; every credit comes back.", "cancel"),
+    "/agent_setup_payment.php": ("Start saving a card (Stripe SetupIntent).", "autonomous_billing"),
+    "/agent_confirm_payment_method.php": ("Attach the saved card as the default.", "autonomous_billing"),
+    "/agent_topup.php": (
+        "GET: quote a top-up (?credits=); POST: charge the saved card: {credits}.",
+        "autonomous_billing",
+    ),
+    "/agent_autotopup.php": ("Read (GET) or set (POST) auto top-up (fixed or buffer mode).", "autonomous_billing"),
+    "/usage.php": ("Ledger entries and receipts, newest first (?export=csv).", "credits"),
+    "/redeem.php": ("Redeem a code for credits: {code}.", "credits"),
+    "/payment_methods.php": ("The saved cards.", "autonomous_billing"),
+    "/payment_method_remove.php": ("Remove a saved card.", "autonomous_billing"),
+    "/low_balance.php": ("Read (GET) or set (POST) the low-balance notice (threshold, webhook).", "credits"),
+    "/affiliate.php": ("Your referral link, its figures and commissions.", "affiliate"),
+    "/affiliate_convert.php": ("Convert available commission into credits: {credits}.", "affiliate"),
+    "/affiliate_payout.php": ("Request a cash payout of commission: {credits, method}.", "affiliate"),
+    "/showroom_publish.php": ("Publish a completed job to the public showroom.", "showroom"),
+    "/showroom_unpublish.php": ("Take a generation off the showroom.", "showroom"),
+    "/showroom_remix.php": ("The model and input of a published generation, to run it again.", "showroom"),
+    "/webhook_secret.php": ("The secret that signs your job webhooks (POST rotates it).", "webhooks"),
+    "/webhook_deliveries.php": ("Job webhook deliveries and their tries (?job_id=).", "webhooks"),
+}
+HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
 
 def instance_base_url(request) -> str:
@@ -43,16 +57,27 @@ def instance_base_url(request) -> str:
     return settings.SITE_URL or request.build_absolute_uri("/").rstrip("/")
 
 
-def _routed(path: str) -> bool:
-    try:
-        resolve(API_PREFIX + path)
-    except Resolver404:
-        return False
-    return True
+def _methods(view_class) -> list[str]:
+    return [method.upper() for method in HTTP_METHODS if hasattr(view_class, method)]
 
 
 def endpoints_available() -> list[tuple[str, str, str, str]]:
-    return [endpoint for endpoint in ENDPOINTS if _routed(endpoint[1])]
+    """(method, path, what it does, capability) for every `.php` route of /api/v1 this instance serves now:
+    the card endpoints only when Stripe billing is configured."""
+    from apps.api.urls import urlpatterns
+
+    endpoints = []
+    for pattern in urlpatterns:
+        path = "/" + str(pattern.pattern)
+        view_class = getattr(pattern.callback, "cls", None)
+        if not path.endswith(".php") or view_class is None:
+            continue
+        doc = (view_class.__doc__ or "").strip().split("\n")[0] or path
+        text, capability = ENDPOINTS.get(path, (doc, "other"))
+        if capability == "autonomous_billing" and not settings.STRIPE_ENABLED:
+            continue
+        endpoints += [(method, path, text, capability) for method in _methods(view_class)]
+    return endpoints
 
 
 def _description() -> str:
@@ -92,8 +117,26 @@ def llms_txt(*, base_url: str, models) -> str:
         "",
         "1. GET /api/v1/models.php: pick a model; its `schema` is the JSON Schema of `input`.",
         '2. POST /api/v1/generate.php {"model": "<public_model>", "input": {...}} -> 202 {"job_id", "poll_url"}.',
-        "3. GET /api/v1/jobs.php?job_id=<job_id> until status is completed, failed or canceled.",
+        "   Add `Prefer: wait=30` to get the finished job in the same answer (200) when it ends within 30 s.",
+        "3. GET /api/v1/jobs.php?job_id=<job_id>&wait=30 until status is completed, failed or canceled.",
         "4. Download outputs[].url (no auth header needed).",
+        "",
+        "Before paying: POST /api/v1/quote.php {model, input} gives the exact cost; `max_cost_credits` on "
+        "generate.php refuses (402 over_max_cost) a dearer job. `Cancel-After: 5m` cancels a job not done by "
+        "then, credits back.",
+        "",
+        "## Credits on this instance",
+        "",
+        *(
+            [
+                f"- Card billing is on: save a card (POST {base_url}{API_PREFIX}/agent_setup_payment.php) and top up "
+                f"(POST {base_url}{API_PREFIX}/agent_topup.php), or set auto top-up.",
+            ]
+            if settings.STRIPE_ENABLED
+            else ["- Card billing is off on this instance: credits come from codes or the operator."]
+        ),
+        f"- Redeem a code: POST {base_url}{API_PREFIX}/redeem.php.",
+        f"- The billing page for the account's human: {base_url}/billing.php.",
         "",
         "## Endpoints",
         "",
@@ -171,6 +214,18 @@ def agent_descriptor(*, base_url: str, model_count: int) -> dict:
             "human_keys": f"{base_url}/api_key.php",
         },
         "capabilities": capabilities,
+        "billing": {
+            "card_topups": settings.STRIPE_ENABLED,
+            "redeem": {"method": "POST", "url": f"{base_url}{API_PREFIX}/redeem.php"},
+            "billing_page": f"{base_url}/billing.php",
+        },
+        "features": {
+            "prefer_wait_max_seconds": 60,
+            "cancel_after": True,
+            "quote": {"method": "POST", "url": f"{base_url}{API_PREFIX}/quote.php"},
+            "max_cost_credits": True,
+            "idempotency_key": True,
+        },
         "models": {"count": model_count, "url": f"{base_url}{API_PREFIX}/models.php"},
         "openai_compatible": {"base_url": f"{base_url}/v1", "docs": f"{base_url}/docs/openai.php"},
         "mcp": {

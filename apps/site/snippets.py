@@ -27,15 +27,20 @@ def code_samples(*, base_url: str, public_model: str, example: dict, key_prefix:
     curl = f"""export {KEY_ENV}='{placeholder}'
 BASE={base_url}
 
-# Submit the job: the cost is taken now and returned if the job fails.
+# What it costs, before paying (no key needed): the exact cost and the input with its defaults.
+curl -s -X POST "$BASE/api/v1/quote.php" -H 'Content-Type: application/json' -d '{shell_body}'
+
+# Submit the job and wait up to 30 s for it: the cost is taken now and returned if the job fails.
+# Ended in time: 200 with the finished job (outputs[].url). Still running: 202 with poll_url.
 curl -s -X POST "$BASE/api/v1/generate.php" \\
   -H "Authorization: Bearer ${KEY_ENV}" \\
   -H 'Content-Type: application/json' \\
+  -H 'Prefer: wait=30' \\
   -d '{shell_body}'
-# → {{"success": true, "job_id": "job_…", "status": "queued", "poll_url": "/api/v1/jobs.php?job_id=job_…", …}}
+# → {{"success": true, "job_id": "job_…", "status": "completed", "outputs": [{{"url": "…", …}}], …}}
 
-# Poll until "status" is completed, failed or canceled; then download outputs[].url (no key needed).
-curl -s "$BASE/api/v1/jobs.php?job_id=job_…" -H "Authorization: Bearer ${KEY_ENV}"
+# Still running? Poll (each poll may wait up to 60 s for the end); then download outputs[].url (no key needed).
+curl -s "$BASE/api/v1/jobs.php?job_id=job_…&wait=30" -H "Authorization: Bearer ${KEY_ENV}"
 
 # Or skip polling: add "webhook_url": "https://you.example.com/hook" beside "model", and the finished job is
 # POSTed there, signed with the secret below (Standard Webhooks; see /docs/agents.php#webhooks).
@@ -51,14 +56,19 @@ BASE = "{base_url}"
 HEADERS = {{"Authorization": f"Bearer {{os.environ['{KEY_ENV}']}}"}}
 
 body = {_indent(body_json, 0)}
-job = requests.post(f"{{BASE}}/api/v1/generate.php", json=body, headers=HEADERS, timeout=30).json()
+quote = requests.post(f"{{BASE}}/api/v1/quote.php", json=body, timeout=30).json()
+print("cost:", quote["cost_credits"], "credits")
+
+# Prefer: wait=30 answers with the finished job when it ends within 30 s (else 202 and we poll).
+wait = {{**HEADERS, "Prefer": "wait=30"}}
+job = requests.post(f"{{BASE}}/api/v1/generate.php", json=body, headers=wait, timeout=90).json()
 if not job.get("success"):
     raise SystemExit(f"{{job['error']}}: {{job['message']}}")
 
 while job["status"] not in ("completed", "failed", "canceled"):
-    time.sleep(2)
-    poll = {{"job_id": job["job_id"]}}
-    job = requests.get(f"{{BASE}}/api/v1/jobs.php", params=poll, headers=HEADERS, timeout=30).json()
+    time.sleep(1)
+    poll = {{"job_id": job["job_id"], "wait": 30}}
+    job = requests.get(f"{{BASE}}/api/v1/jobs.php", params=poll, headers=HEADERS, timeout=90).json()
 
 if job["status"] != "completed":
     raise SystemExit(f"Job {{job['status']}}: {{job['error']}}")
@@ -73,14 +83,20 @@ const headers = {{
 }};
 
 const body = {_indent(body_json, 0)};
+const quote = await (await fetch(`${{BASE}}/api/v1/quote.php`, {{
+  method: "POST", headers: {{ "Content-Type": "application/json" }}, body: JSON.stringify(body),
+}})).json();
+console.log("cost:", quote.cost_credits, "credits");
+
+// Prefer: wait=30 answers with the finished job when it ends within 30 s (else 202 and we poll).
 let job = await (await fetch(`${{BASE}}/api/v1/generate.php`, {{
-  method: "POST", headers, body: JSON.stringify(body),
+  method: "POST", headers: {{ ...headers, "Prefer": "wait=30" }}, body: JSON.stringify(body),
 }})).json();
 if (!job.success) throw new Error(`${{job.error}}: ${{job.message}}`);
 
 while (!["completed", "failed", "canceled"].includes(job.status)) {{
-  await new Promise((resolve) => setTimeout(resolve, 2000));
-  job = await (await fetch(`${{BASE}}/api/v1/jobs.php?job_id=${{job.job_id}}`, {{ headers }})).json();
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  job = await (await fetch(`${{BASE}}/api/v1/jobs.php?job_id=${{job.job_id}}&wait=30`, {{ headers }})).json();
 }}
 if (job.status !== "completed") throw new Error(`Job ${{job.status}}: ${{JSON.stringify(job.error)}}`);
 for (const output of job.outputs) console.log(output.type, output.url ?? output.text);

@@ -25,10 +25,12 @@ class Contract:
         self.openapi = OpenAPI.from_dict(self.spec)
         self.seen: set[tuple[str, str, int]] = set()
 
-    def call(self, method: str, path: str, expect: int, *, key: str | None = None, **kwargs) -> requests.Response:
+    def call(
+        self, method: str, path: str, expect: int | None, *, key: str | None = None, **kwargs
+    ) -> requests.Response:
         headers = {**kwargs.pop("headers", {}), **({"Authorization": f"Bearer {key}"} if key else {})}
         response = requests.request(method, f"{self.base}{path}", headers=headers, timeout=90, **kwargs)
-        assert response.status_code == expect, f"{method} {path}: {response.status_code} {response.text[:300]}"
+        assert expect is None or response.status_code == expect, f"{method} {path}: {response.status_code}"
         self.openapi.validate_response(RequestsOpenAPIRequest(response.request), RequestsOpenAPIResponse(response))
         self.seen.add((method.lower(), path.split("?")[0], response.status_code))
         return response
@@ -125,7 +127,10 @@ def test_every_answer_of_every_operation_validates_against_openapi_json(web_serv
     api.call("POST", "/api/v1/showroom_unpublish.php", 200, key=key, json={"job_id": done["job_id"]})
     api.call("POST", "/api/v1/showroom_unpublish.php", 404, key=key, json={"job_id": "job_nope"})
 
-    # Billing (Stripe is not configured on this server) and the rest.
+    # Billing: without Stripe the card endpoints answer 503 billing_disabled; with it (the server of a whole run
+    # may have been started with localstripe's settings), whatever they answer must validate too.
+    billing = requests.get(f"{web_server}/.well-known/agent.json", timeout=30).json()["billing"]["card_topups"]
+    card = None if billing else 503
     api.call("GET", "/api/v1/usage.php", 200, key=key)
     api.call("POST", "/api/v1/redeem.php", 400, key=key, json={"code": "NOPE-NOPE"})
     api.call("GET", "/api/v1/payment_methods.php", 200, key=key)
@@ -135,11 +140,11 @@ def test_every_answer_of_every_operation_validates_against_openapi_json(web_serv
     api.call("POST", "/api/v1/low_balance.php", 400, key=key, json={"threshold_credits": "lots"})
     api.call("GET", "/api/v1/agent_autotopup.php", 200, key=key)
     api.call("POST", "/api/v1/agent_autotopup.php", 400, key=key, json={})
-    api.call("POST", "/api/v1/agent_setup_payment.php", 503, key=key)
+    api.call("POST", "/api/v1/agent_setup_payment.php", card, key=key)
     api.call("POST", "/api/v1/agent_confirm_payment_method.php", 400, key=key, json={})
     api.call("GET", "/api/v1/agent_topup.php?credits=10", 200, key=key)
     api.call("GET", "/api/v1/agent_topup.php?credits=x", 400, key=key)
-    api.call("POST", "/api/v1/agent_topup.php", 503, key=key, json={"credits": 10})
+    api.call("POST", "/api/v1/agent_topup.php", card, key=key, json={"credits": 10})
     api.call("GET", "/api/v1/affiliate.php", 200, key=key)
     api.call("POST", "/api/v1/affiliate_convert.php", 409, key=key, json={"credits": 1})
     api.call("POST", "/api/v1/affiliate_payout.php", 400, key=key, json={})
