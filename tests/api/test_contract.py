@@ -149,6 +149,13 @@ def test_every_answer_of_every_operation_validates_against_openapi_json(web_serv
     api.call("POST", "/api/v1/affiliate_convert.php", 409, key=key, json={"credits": 1})
     api.call("POST", "/api/v1/affiliate_payout.php", 400, key=key, json={})
 
+    # Job webhooks: the signing secret (created on first read, rotated by POST) and the deliveries of a job.
+    api.call("GET", "/api/v1/webhook_secret.php", 200, key=key)
+    api.call("GET", "/api/v1/webhook_secret.php", 401)
+    api.call("POST", "/api/v1/webhook_secret.php", 200, key=key)
+    api.call("GET", f"/api/v1/webhook_deliveries.php?job_id={done['job_id']}", 200, key=key)
+    api.call("GET", "/api/v1/webhook_deliveries.php?job_id=job_nope", 404, key=key)
+
     called = {(method, path) for method, path, _ in api.seen}
     assert api.operations() - called == set(), "operations never called"
     assert Job.objects.filter(status="canceled").count() == 1

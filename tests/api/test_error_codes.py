@@ -25,6 +25,8 @@ def codes_in_code() -> set[str]:
     for path in (ROOT / "apps").rglob("*.py"):
         if "migrations" in path.parts or "tests" in path.parts:
             continue
+        if {"openai_api", "mcp_server"} & set(path.parts):
+            continue  # the facades speak OpenAI's and MCP's error shapes, documented in docs/openai.md and mcp.md
         source = path.read_text()
         for pattern in PATTERNS:
             found |= set(pattern.findall(source))

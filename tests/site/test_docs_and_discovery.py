@@ -126,6 +126,7 @@ def test_agent_json_gives_name_base_url_auth_links_and_capabilities(client, cata
     }
     assert capabilities["webhooks"]["endpoints"] == [
         {"method": "GET", "url": "http://kiwi.example/api/v1/webhook_secret.php"},
+        {"method": "POST", "url": "http://kiwi.example/api/v1/webhook_secret.php"},
         {"method": "GET", "url": "http://kiwi.example/api/v1/webhook_deliveries.php"},
     ]
     assert capabilities["generate"]["available"] is True
