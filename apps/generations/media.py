@@ -5,7 +5,8 @@ answers to) is read straight from storage, and only under `outputs/`. Any other 
 fetcher (public addresses only); data: URLs are decoded. The bytes are then identified by decoding them, never
 by the name or the declared type: Pillow for images, PyAV (FFmpeg's libraries) for video and audio, and only
 through an allowlist of container formats, so a playlist or other format that opens further URLs never loads.
-Size, kind and duration are capped; every refusal is a ProviderError with code "invalid_media".
+Size, kind and duration are capped; every refusal is a ProviderError with code "invalid_media", and every
+URL that could not be fetched one with code "fetch_failed".
 """
 
 import io
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 OUTPUTS_DIR = "outputs/"
 INVALID = "invalid_media"
+FETCH_FAILED = "fetch_failed"
 IMAGE_MAX_PIXELS = 50_000_000  # refuse larger images before decoding them (decompression bombs)
 IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"}
 # Container formats (FFmpeg demuxers) accepted for audio and video. Others (playlists such as HLS, concat
@@ -119,8 +121,8 @@ def media_load(
         else:
             fetched = fetch(url, max_bytes=max_bytes)
             content, file_name, declared = fetched.content, fetched.file_name, fetched.content_type
-    except FetchError as exc:
-        raise ProviderError(f"{label}{exc}", code=INVALID) from exc
+    except FetchError as exc:  # refused (private, too large), unreachable or timed out: one code for every fetch
+        raise ProviderError(f"{label}{exc}", code=FETCH_FAILED) from exc
     except _Refused as exc:
         raise ProviderError(f"{label}{exc}", code=INVALID) from exc
     media = _identify(content, file_name=file_name, declared=declared, label=label)

@@ -451,22 +451,22 @@ def _with(template, url):
 
 @pytest.mark.parametrize(("engine", "template"), MEDIA_ENGINES, ids=lambda v: getattr(v, "__qualname__", ""))
 @pytest.mark.parametrize(
-    "url",
+    ("url", "code"),
     [
-        "http://127.0.0.1:9/media.mp4",
-        "http://169.254.169.254/latest/meta-data/",
-        "file:///etc/passwd",
-        "/media/outputs/../../secret",
-        "/media/outputs/2026/01/missing/file.mp4",
-        "data:video/mp4;base64,AAAA",
-        "data:text/plain,hello",
+        ("http://127.0.0.1:9/media.mp4", "fetch_failed"),  # what the fetcher refuses or cannot reach
+        ("http://169.254.169.254/latest/meta-data/", "fetch_failed"),
+        ("file:///etc/passwd", "fetch_failed"),
+        ("/media/outputs/../../secret", "invalid_media"),  # what is refused before any fetch, or is not media
+        ("/media/outputs/2026/01/missing/file.mp4", "invalid_media"),
+        ("data:video/mp4;base64,AAAA", "invalid_media"),
+        ("data:text/plain,hello", "invalid_media"),
     ],
 )
-def test_a_bad_media_url_is_a_provider_error(engine, template, url):
+def test_a_bad_media_url_is_a_provider_error(engine, template, url, code):
     input = {name: _with(value, url) for name, value in template.items()}
     with pytest.raises(ProviderError) as raised:
         engine(input)
-    assert raised.value.code == "invalid_media"
+    assert raised.value.code == code
     assert not raised.value.retryable
 
 

@@ -41,10 +41,10 @@ def no_network(monkeypatch):
     monkeypatch.setattr(media_module, "fetch", refuse)
 
 
-def _refused(url: str, kinds=IMAGE, **caps) -> str:
+def _refused(url: str, kinds=IMAGE, *, code: str = "invalid_media", **caps) -> str:
     with pytest.raises(ProviderError) as raised:
         media_load(url, kinds=kinds, **caps)
-    assert raised.value.code == "invalid_media"
+    assert raised.value.code == code
     assert not raised.value.retryable
     return raised.value.message
 
@@ -157,7 +157,7 @@ def test_it_refuses_an_own_output_larger_than_the_cap(stored, no_network):
     ],
 )
 def test_it_refuses_private_and_loopback_urls_that_are_not_its_own(url):
-    assert "private, loopback or reserved" in _refused(url)
+    assert "private, loopback or reserved" in _refused(url, code="fetch_failed")
 
 
 def test_it_fetches_a_foreign_url_through_the_safe_fetcher(monkeypatch):
@@ -176,7 +176,7 @@ def test_it_fetches_a_foreign_url_through_the_safe_fetcher(monkeypatch):
 
 @pytest.mark.parametrize("url", ["ftp://example.com/x.png", "file:///etc/passwd", "gopher://x/", "javascript:1"])
 def test_it_refuses_other_schemes(url):
-    _refused(url)
+    _refused(url, code="fetch_failed")
 
 
 def test_it_refuses_credentials_in_a_url_even_on_its_own_host(no_network, monkeypatch):
@@ -197,7 +197,7 @@ def test_it_decodes_data_urls_and_trusts_the_bytes_not_the_declared_type():
 
 def test_it_refuses_a_data_url_larger_than_the_cap():
     content = png(300, 300)
-    assert "larger than" in _refused(data_url("image/png", content), max_bytes=len(content) - 1)
+    assert "larger than" in _refused(data_url("image/png", content), code="fetch_failed", max_bytes=len(content) - 1)
 
 
 @pytest.mark.parametrize(
