@@ -45,7 +45,9 @@ schema = schemathesis.openapi.from_dict(DOCUMENT)
 
 
 def test_the_cases_come_from_the_live_document(live_server):
-    assert httpx.get(f"{live_server.url}/openapi.json").json() == DOCUMENT
+    live = httpx.get(f"{live_server.url}/openapi.json").json()
+    # The same document but for `servers`, which names the host that asked (here the live server).
+    assert {**live, "servers": None} == {**DOCUMENT, "servers": None}
 
 
 @schema.parametrize()

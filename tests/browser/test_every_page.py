@@ -62,7 +62,7 @@ def test_no_page_is_wider_than_a_phone_nor_fails_axe(new_context, live_server, g
     pages = [*PUBLISHED, f"/generation.php?id={generation.pk}"]
     too_wide, inaccessible = {}, {}
     for viewport in (PHONE, DESKTOP):
-        page = new_context(viewport=viewport, color_scheme=scheme).new_page()
+        page = new_context(viewport=viewport, color_scheme=scheme, bypass_csp=True).new_page()  # axe is injected
         log_in(page, "alice@example.com")
         for path in pages:
             response = page.goto(path)
@@ -79,7 +79,7 @@ def test_no_page_is_wider_than_a_phone_nor_fails_axe(new_context, live_server, g
                     inaccessible[path] = problems
         if viewport is DESKTOP:
             # Logged out too: the pages a visitor sees first.
-            visitor = new_context(viewport=viewport, color_scheme=scheme).new_page()
+            visitor = new_context(viewport=viewport, color_scheme=scheme, bypass_csp=True).new_page()
             for path in ("/", "/showroom.php", "/accounts/signup/", "/accounts/login/", "/contact.php"):
                 visitor.goto(path)
                 problems = axe_serious(visitor, axe_script)

@@ -2,6 +2,7 @@
 reload, and publishing from the history."""
 
 import re
+import uuid
 
 import pytest
 from playwright.sync_api import expect
@@ -16,10 +17,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_queued_job_shows_its_place_in_the_queue_live_and_can_be_canceled(new_context, live_server, catalog, alice):
-    # No worker in this test: the jobs stay queued, as behind a busy queue.
+    # Their messages go to a queue no worker reads (the session's worker may be up): they stay queued, as behind
+    # a busy queue.
+    from kiwiwhale.celery import app
+
     model = AIModel.objects.get(public_model="local/procedural-image")
-    ahead = job_create(user=alice, model=model, input={"prompt": "first in line"})
-    job = job_create(user=alice, model=model, input={"prompt": "second in line"})
+    queue, app.conf.task_default_queue = app.conf.task_default_queue, f"nobody-reads-{uuid.uuid4().hex[:8]}"
+    try:
+        ahead = job_create(user=alice, model=model, input={"prompt": "first in line"})
+        job = job_create(user=alice, model=model, input={"prompt": "second in line"})
+    finally:
+        app.conf.task_default_queue = queue
     page = new_context().new_page()
     log_in(page, "alice@example.com")
     page.goto(f"/generation.php?id={job.pk}")
