@@ -7,12 +7,6 @@ import asyncio
 from decimal import Decimal
 
 import pytest
-from PIL import Image
-
-from apps.accounts.models import User
-from apps.billing import money
-from apps.billing.services import credits_grant, wallet_get
-from apps.generations.models import Job
 from kiwiwhale_client import (
     APIConnectionError,
     AsyncKiwiWhale,
@@ -21,6 +15,12 @@ from kiwiwhale_client import (
     JobNotCancelable,
     KiwiWhale,
 )
+from PIL import Image
+
+from apps.accounts.models import User
+from apps.billing import money
+from apps.billing.services import credits_grant, wallet_get
+from apps.generations.models import Job
 from tests.api.conftest import SLOW_MODEL, endless_fal  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
