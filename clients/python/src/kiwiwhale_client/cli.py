@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from kiwiwhale_client import _core, errors
 from kiwiwhale_client.client import KiwiWhale
@@ -27,6 +27,11 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     raise TypeError(type(value).__name__)
+
+
+def _usage_error(message: str) -> NoReturn:
+    print(f"kiwiwhale: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _client(args: argparse.Namespace, *, api_key: str | None = None) -> KiwiWhale:
@@ -45,7 +50,7 @@ def input_parse(pairs: Sequence[str], schema: dict[str, Any] | None) -> dict[str
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name:
-            raise SystemExit(f"kiwiwhale: -i takes name=value, not {pair!r}")
+            _usage_error(f"-i takes name=value, not {pair!r}")
         data[name] = _typed(text, properties.get(name) or {})
     return data
 
@@ -126,7 +131,7 @@ def cmd_login(args: argparse.Namespace) -> int:
     key = args.api_key or (getpass.getpass("API key (kw_…): ") if sys.stdin.isatty() else sys.stdin.readline())
     key = key.strip()
     if not key:
-        raise SystemExit("kiwiwhale: no API key given")
+        _usage_error("no API key given")
     with KiwiWhale(key, base_url=base_url) as client:
         credits = client.credits()  # the key works before it is stored
     path = config_save(base_url=base_url, api_key=key)
@@ -290,7 +295,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     with _client(args) as client:
         base_url, api_key = client.base_url, client.api_key
     if not api_key:
-        raise SystemExit("kiwiwhale mcp: no API key: run `kiwiwhale login` or set KIWIWHALE_API_KEY")
+        _usage_error("no API key: run `kiwiwhale login` or set KIWIWHALE_API_KEY")
     return bridge_main(base_url=base_url, api_key=api_key)
 
 
