@@ -29,7 +29,7 @@ def test_it_returns_the_event_of_a_signed_body_and_refuses_any_other():
 
     other_secret = "whsec_" + base64.b64encode(b"x" * 24).decode()
     for bad_body, headers in (
-        (body.replace("j_1", "j_2"), signed(body)),  # altered
+        (body.replace("job_1", "job_2"), signed(body)),  # altered
         (body, signed(body, secret=other_secret)),  # another secret
         (body, signed(body, at=datetime.now(tz=UTC) - timedelta(minutes=10))),  # replayed late
         (body, {}),  # unsigned
