@@ -101,7 +101,7 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
 
-    def update(self, job: dict[str, Any]) -> None:
+    def update(self, job: Any) -> None:
         self.job_id = job.get("job_id", self.job_id)
         self.status = job.get("status", self.status)
         if not self.tty and self.status != self.printed:
@@ -182,7 +182,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         data = input_parse(args.input, client.model(args.model)["schema"])
         wait = args.timeout if args.wait or args.output else False
         with Progress() as progress:
-            job = client.generate(
+            answer = client.generate(
                 args.model,
                 data,
                 wait=wait,
@@ -191,6 +191,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 on_update=progress.update,
                 step_seconds=5,  # a held request at most this long, so the status on stderr stays current
             )
+        job: dict[str, Any] = dict(answer)  # the finished job, or the submission when the wait ran out
         paths = client.download(job, args.output) if args.output and job["status"] == "completed" else []
     if args.json:
         _print_json(job)
