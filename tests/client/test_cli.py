@@ -55,3 +55,9 @@ def test_it_logs_in_lists_models_and_generates_a_png_into_a_folder(web_server, a
     assert credits.returncode == 1 and "401 unauthorized" in credits.stderr
     jobs = kiwiwhale("jobs", "--json", env=env)
     assert [listed["job_id"] for listed in json.loads(jobs.stdout)["jobs"]] == [job.pk]
+
+    registered = kiwiwhale("register", "--name", "CLI agent", "--json", env=env)
+    assert registered.returncode == 0, registered.stderr
+    new_key = json.loads(registered.stdout)["api_key"]
+    assert json.loads(config.read_text()) == {"base_url": web_server, "api_key": new_key}  # the new account's now
+    assert kiwiwhale("credits", env=env).stdout.strip() == "0"
