@@ -14,6 +14,14 @@ from tests.conftest import make_user
 KIWIWHALE = Path(sys.executable).parent / "kiwiwhale"  # the console script `pip install clients/python` made
 
 
+@pytest.fixture(autouse=True)
+def _no_local_config(monkeypatch, tmp_path):
+    """The client reads KIWIWHALE_* and ~/.config/kiwiwhale/: a developer's own must not leak into the tests."""
+    for name in ("KIWIWHALE_BASE_URL", "KIWIWHALE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+
+
 @pytest.fixture
 def agent(web_server, celery_worker_process, catalog):
     """An agent account with 5 credits and its key, as the live server sees them (transactional_db)."""

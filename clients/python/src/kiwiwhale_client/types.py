@@ -75,6 +75,7 @@ class Job(TypedDict):
     completed_at: str | None
     outputs: list[JobOutput]
     error: JobError | None
+    deadline_at: str | None  # Cancel-After: canceled if not ended by then
 
 
 class Submission(TypedDict):
