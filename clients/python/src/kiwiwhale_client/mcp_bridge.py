@@ -55,7 +55,9 @@ def bridge_main(*, base_url: str, api_key: str) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the host shows stderr: say why the bridge stopped
+        while isinstance(exc, ExceptionGroup) and exc.exceptions:  # anyio's task groups wrap the cause
+            exc = exc.exceptions[0]
         with contextlib.suppress(Exception):
-            print(f"kiwiwhale mcp: {exc!r}", file=sys.stderr)
+            print(f"kiwiwhale mcp: {base_url.rstrip('/')}/mcp: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
