@@ -1,5 +1,7 @@
 """An agent on the live server, the `kiwiwhale` command of this venv, and a proxy that loses answers."""
 
+import asyncio
+import concurrent.futures
 import contextlib
 import socket
 import sys
@@ -12,6 +14,13 @@ from apps.accounts.services import api_key_create
 from tests.conftest import make_user
 
 KIWIWHALE = Path(sys.executable).parent / "kiwiwhale"  # the console script `pip install clients/python` made
+
+
+def run_async(coroutine_function):
+    """`asyncio.run` in a thread of its own: the session's Playwright (browser tests) keeps an event loop running
+    in the main thread, where `asyncio.run` refuses to start."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine_function()).result()
 
 
 @pytest.fixture(autouse=True)

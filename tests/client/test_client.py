@@ -3,7 +3,6 @@
 Each flow checks that the wallet moved by exactly the job's cost, with the ledger invariant checked after every test.
 """
 
-import asyncio
 from decimal import Decimal
 
 import pytest
@@ -22,6 +21,7 @@ from apps.billing import money
 from apps.billing.services import credits_grant, wallet_get
 from apps.generations.models import Job
 from tests.api.conftest import SLOW_MODEL, endless_fal  # noqa: F401 - a fixture
+from tests.client.conftest import run_async
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -92,7 +92,7 @@ def test_the_async_client_generates_and_reads_the_wallet(web_server, agent, tmp_
             paths = await client.download(job, tmp_path)
             return before, job, paths, await client.credits()
 
-    before, job, paths, after = asyncio.run(flow())
+    before, job, paths, after = run_async(flow)
     assert job["status"] == "completed" and paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert before["credits"] - after["credits"] == job["cost_credits"] > 0
     assert money.credits_to_micro("5") - _balance(agent) == Job.objects.get(pk=job["job_id"]).cost_micro

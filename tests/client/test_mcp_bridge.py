@@ -1,6 +1,5 @@
 """`kiwiwhale mcp`, the stdio bridge, driven by the official `mcp` SDK's stdio client, to the live server's /mcp."""
 
-import asyncio
 import os
 
 import httpx
@@ -9,7 +8,7 @@ from mcp import StdioServerParameters
 from mcp.client.session import ClientSession
 from mcp.client.stdio import stdio_client
 
-from tests.client.conftest import KIWIWHALE
+from tests.client.conftest import KIWIWHALE, run_async
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -27,7 +26,7 @@ def test_it_lists_the_remote_tools_and_passes_calls_through(web_server, agent, t
             missing = await session.call_tool("get_job", {"job_id": "job_nope"})
             return tools, credits, missing
 
-    tools, credits, missing = asyncio.run(steps())
+    tools, credits, missing = run_async(steps)
     names = {tool.name for tool in tools}
     assert {"generate", "get_credits", "topup", "list_models", "get_job"} <= names
     generate = next(tool for tool in tools if tool.name == "generate")
