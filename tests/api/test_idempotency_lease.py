@@ -43,7 +43,10 @@ def run():
     # The work has started: a row written inside the request's transaction, never committed.
     model = AIModel.objects.get(public_model="local/procedural-image")
     Job.objects.create(id="job_killed_mid_way", user=user, model=model, input={}, cost_micro=0)
-    print("running", flush=True)
+    from django.db import connection
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        print("running", cursor.fetchone()[0], flush=True)
     time.sleep(3600)
     return Response({})
 
@@ -77,9 +80,23 @@ def start_child(user, key: str, lease: float) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-    line = child.stdout.readline()
-    assert line.strip() == "running", child.stderr.read()
+    line = child.stdout.readline().split()
+    assert line and line[0] == "running", child.stderr.read()
+    child.backend_pid = int(line[1])
     return child
+
+
+def backend_gone(pid: int) -> None:
+    """Waits until PostgreSQL has ended a killed client's session (and rolled its transaction back): the test's
+    teardown truncates every table, which must not meet that session's locks."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        for _ in range(100):
+            cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
+            if cursor.fetchone() is None:
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"PostgreSQL session {pid} of the killed request did not end")
 
 
 def test_a_key_held_by_a_killed_request_is_free_seconds_later(catalog, alice, alice_api, short_lease):
@@ -93,6 +110,7 @@ def test_a_key_held_by_a_killed_request_is_free_seconds_later(catalog, alice, al
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
     killed_at = time.monotonic()
+    backend_gone(child.backend_pid)
     record = IdempotencyRecord.objects.get(key="k-killed")
     assert record.status == IdempotencyRecord.Status.IN_PROGRESS  # left behind by the killed process
     while True:

@@ -243,7 +243,7 @@ def test_the_api_page_documents_every_field_and_the_schema(client, catalog, sett
     for name in model.input_schema["properties"]:
         assert f"<code>{name}</code>" in html
     assert "http://kiwi.example/api/v1/generate.php" in html
-    schema = re.search(r'<pre id="input-schema">(.*?)</pre>', html, re.S).group(1).replace("&quot;", '"')
+    schema = re.search(r'<pre id="input-schema"[^>]*>(.*?)</pre>', html, re.S).group(1).replace("&quot;", '"')
     assert json.loads(schema) == model.input_schema
     assert "0.01 credits per 1,000 characters of text (at least 0.001)" in html
 
