@@ -58,6 +58,17 @@ def request_hash(body) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+@pytest.fixture(autouse=True)
+def _no_worker_takes_these_jobs():
+    # The session's live worker, if up, would run the jobs these tests submit while the teardown truncates the
+    # tables: its transaction and the TRUNCATE then deadlock. Their messages go to a queue no worker reads.
+    from kiwiwhale.celery import app
+
+    queue, app.conf.task_default_queue = app.conf.task_default_queue, f"nobody-reads-{os.getpid()}"
+    yield
+    app.conf.task_default_queue = queue
+
+
 @pytest.fixture
 def short_lease(settings):
     settings.IDEMPOTENCY_LEASE_SECONDS = 1.5
