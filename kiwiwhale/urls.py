@@ -5,17 +5,20 @@ from drf_spectacular.views import SpectacularJSONAPIView
 
 from kiwiwhale.lib.media_serve import media_serve
 
+# Each app under its own prefix. The published paths of kiwiwhale.com (the site's `.php` pages, /api/v1/*.php)
+# are kept in one place, kiwiwhale/legacy_urls.py, each pointing at the view of the app that owns it.
 urlpatterns = [
-    path("", include("apps.ops.urls")),
-    path("", include("apps.site.urls")),
-    path("", include("apps.affiliates.urls")),
-    path("", include("apps.accounts.urls")),
-    path("", include("apps.showroom.urls")),
-    path("", include("apps.blog.urls")),
-    path("", include("apps.contact.urls")),
-    path("", include("apps.billing.urls")),
+    path("", include("kiwiwhale.legacy_urls")),
+    path("", include("apps.site.urls")),  # the home page, and the files browsers and agents look for at the root
+    path("", include("apps.ops.urls")),  # /healthz, /readyz, /metrics: the paths probes and scrapers expect
+    path("account/", include("apps.accounts.urls")),
+    path("affiliate/", include("apps.affiliates.urls")),
+    path("billing/", include("apps.billing.urls")),
+    path("blog/", include("apps.blog.urls")),
+    path("generations/", include("apps.generations.urls")),
+    path("showroom/", include("apps.showroom.urls")),
     path("api/v1/", include("apps.api.urls")),
-    path("v1/", include("apps.openai_api.urls")),  # OpenAI-compatible (docs/openai.md)
+    path("v1/", include("apps.openai_api.urls")),  # OpenAI-compatible (docs/openai.md); /mcp: kiwiwhale/asgi.py
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),

@@ -29,3 +29,12 @@ class DeactivateForm(forms.Form):
         if not self.user.check_password(password):
             raise forms.ValidationError("This is not your password.")
         return password
+
+
+class ApiKeyCreateForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        required=False,
+        strip=True,
+        help_text="What uses this key, e.g. “my research agent”. Optional.",
+    )

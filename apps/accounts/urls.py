@@ -1,4 +1,5 @@
-"""The account pages of our own; sign-up, log-in, email, password and two-factor are allauth's, under /accounts/."""
+"""The account's own actions, under /account/ (sign-up, log-in, email, password and two-factor are allauth's,
+under /accounts/). The profile and API key pages are at their published paths: kiwiwhale/legacy_urls.py."""
 
 from django.urls import path
 
@@ -7,6 +8,6 @@ from apps.accounts import views
 app_name = "accounts"
 
 urlpatterns = [
-    path("profile.php", views.profile_edit, name="profile"),
-    path("profile/deactivate/", views.profile_deactivate, name="deactivate"),
+    path("deactivate/", views.profile_deactivate, name="deactivate"),
+    path("keys/revoke/", views.api_key_revoke, name="api_key_revoke"),
 ]

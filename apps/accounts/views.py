@@ -4,11 +4,18 @@ from allauth.socialaccount.models import SocialAccount
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
+from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from apps.accounts.forms import DeactivateForm, ProfileForm
+from apps.accounts import services
+from apps.accounts.forms import ApiKeyCreateForm, DeactivateForm, ProfileForm
+from apps.accounts.models import ApiKey
 from apps.accounts.services import account_deactivate, profile_update
+from kiwiwhale.lib.urls import instance_base_url
+
+API_KEYS_ACTIVE_MAX = 50
 
 
 @login_required
@@ -18,7 +25,7 @@ def profile_edit(request):
     if request.method == "POST" and form.is_valid():
         profile_update(user=request.user, display_name=form.cleaned_data["display_name"])
         messages.success(request, "Profile saved.")
-        return redirect("accounts:profile")
+        return redirect("profile")
     return _render_profile(request, form=form, deactivate_form=DeactivateForm(user=request.user))
 
 
@@ -50,3 +57,58 @@ def _render_profile(request, *, form, deactivate_form, status=200):
         },
         status=status,
     )
+
+
+# --- API keys (/api_key.php) -------------------------------------------------------------------------------
+
+
+NEW_KEY_SESSION = "api_key_new"
+
+
+@login_required
+def api_key_list(request):
+    """Create-and-redirect (POST → 303 → GET): a reload never makes a second key. The raw key rides in the
+    session to the next page view only, which pops it: it is shown exactly once and never stored elsewhere."""
+    form = ApiKeyCreateForm()
+    status = 200
+    if request.method == "POST":
+        form = ApiKeyCreateForm(request.POST)
+        if not form.is_valid():
+            status = 400
+        elif ApiKey.objects.active().filter(user=request.user).count() >= API_KEYS_ACTIVE_MAX:
+            form.add_error(None, f"You have {API_KEYS_ACTIVE_MAX} active keys; revoke one before creating another.")
+            status = 400
+        else:
+            name = form.cleaned_data["name"] or "default"
+            created, raw_key = services.api_key_create(user=request.user, name=name)
+            request.session[NEW_KEY_SESSION] = {"id": created.pk, "raw": raw_key}
+            return redirect(reverse("api_key"), permanent=False)
+    new_key = request.session.pop(NEW_KEY_SESSION, None) if request.method == "GET" else None
+    keys = ApiKey.objects.filter(user=request.user).order_by("revoked_at", "-created_at")
+    created = next((key for key in keys if new_key and key.pk == new_key.get("id")), None)
+    raw_key = new_key["raw"] if created is not None else None
+    context = {
+        "form": form,
+        "keys": keys,
+        "created": created,
+        "raw_key": raw_key,
+        "base_url": instance_base_url(request),
+    }
+    response = render(request, "accounts/api_key.html", context, status=status)
+    response["Cache-Control"] = "no-store"  # the page may hold a raw key; never from a cache or the back button
+    return response
+
+
+@login_required
+@require_POST
+def api_key_revoke(request):
+    key_id = request.POST.get("key_id", "")
+    key = ApiKey.objects.filter(user=request.user, pk=key_id).first() if key_id.isdigit() else None
+    if key is None:
+        raise Http404("No such key.")
+    if key.is_active:
+        services.api_key_revoke(key=key)
+        messages.success(request, f"Revoked {key.prefix}… ({key.name}). Requests with it now get 401.")
+    else:
+        messages.info(request, f"{key.prefix}… was already revoked.")
+    return redirect("api_key")

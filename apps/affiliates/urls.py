@@ -1,9 +1,12 @@
+"""The affiliate's actions, under /affiliate/; the affiliate page is /affiliate.php (kiwiwhale/legacy_urls.py)."""
+
 from django.urls import path
 
 from apps.affiliates import views
 
+app_name = "affiliates"
+
 urlpatterns = [
-    path("affiliate.php", views.affiliate_page, name="affiliate"),
-    path("affiliate/convert/", views.affiliate_convert, name="affiliate_convert"),
-    path("affiliate/payout/", views.affiliate_payout, name="affiliate_payout"),
+    path("convert/", views.affiliate_convert, name="convert"),
+    path("payout/", views.affiliate_payout, name="payout"),
 ]

@@ -46,7 +46,7 @@ LEDGER_ROWS = 50
 
 
 def _back(request, anchor: str = ""):
-    return redirect(reverse("billing:page") + (f"#{anchor}" if anchor else ""))
+    return redirect(reverse("billing") + (f"#{anchor}" if anchor else ""))
 
 
 def _error_text(exc: Exception) -> str:

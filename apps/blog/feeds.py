@@ -16,7 +16,7 @@ class PostFeed(Feed):
         return f"{settings.SITE_NAME} blog"
 
     def link(self):
-        return reverse("blog:list")
+        return reverse("blog")
 
     def description(self):
         return f"News and guides from {settings.SITE_NAME}."

@@ -41,7 +41,7 @@ class Post(models.Model):
         return self.title
 
     def get_absolute_url(self) -> str:
-        return f"{reverse('blog:list')}?slug={self.slug}"
+        return f"{reverse('blog')}?slug={self.slug}"
 
     @property
     def is_live(self) -> bool:

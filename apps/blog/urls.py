@@ -1,11 +1,11 @@
+"""The blog's feed, under /blog/; the blog is /blog.php (kiwiwhale/legacy_urls.py)."""
+
 from django.urls import path
 
-from apps.blog import feeds, views
+from apps.blog import feeds
 
 app_name = "blog"
 
 urlpatterns = [
-    # The list at the published path; one post is /blog.php?slug=<slug>.
-    path("blog.php", views.blog, name="list"),
-    path("blog/feed.xml", feeds.PostFeed(), name="feed"),
+    path("feed.xml", feeds.PostFeed(), name="feed"),
 ]

@@ -31,7 +31,7 @@ def contact_create(request):
         elif form.is_spam:
             # Tell a bot nothing: the same answer as a real message, but nothing is stored or sent.
             messages.success(request, _received_message())
-            return redirect("contact:form")
+            return redirect("contact")
         elif wait := rate_limit_hit("contact", client_ip(request), rate=settings.RATE_CONTACT):
             form.add_error(None, f"Too many messages from your address; please try again in {wait // 60 + 1} min.")
             status = 429
@@ -45,7 +45,7 @@ def contact_create(request):
                 ip=client_ip(request),
             )
             messages.success(request, _received_message())
-            return redirect("contact:form")
+            return redirect("contact")
     return render(request, "contact/contact.html", {"form": form, "discord_url": settings.DISCORD_URL}, status=status)
 
 

@@ -88,7 +88,7 @@ class Publication(models.Model):
         return f"#{self.pk} {self.title}"
 
     def get_absolute_url(self) -> str:
-        return f"{reverse('showroom:gallery')}?id={self.pk}"
+        return f"{reverse('showroom')}?id={self.pk}"
 
     @property
     def is_public(self) -> bool:

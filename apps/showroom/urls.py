@@ -1,3 +1,6 @@
+"""The showroom's form actions, under /showroom/ (POST, CSRF-protected); the gallery is /showroom.php
+(kiwiwhale/legacy_urls.py)."""
+
 from django.urls import path
 
 from apps.showroom import views
@@ -5,11 +8,8 @@ from apps.showroom import views
 app_name = "showroom"
 
 urlpatterns = [
-    # The gallery at the published path; one publication is /showroom.php?id=<id>.
-    path("showroom.php", views.showroom, name="gallery"),
-    # Form actions (POST, CSRF-protected).
-    path("showroom/publish/", views.publication_publish, name="publish"),
-    path("showroom/<int:pk>/unpublish/", views.publication_unpublish, name="unpublish"),
-    path("showroom/<int:pk>/like/", views.publication_like, name="like"),
-    path("showroom/<int:pk>/report/", views.publication_report, name="report"),
+    path("publish/", views.publication_publish, name="publish"),
+    path("<int:pk>/unpublish/", views.publication_unpublish, name="unpublish"),
+    path("<int:pk>/like/", views.publication_like, name="like"),
+    path("<int:pk>/report/", views.publication_report, name="report"),
 ]

@@ -52,11 +52,6 @@ ENDPOINTS = {
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
 
-def instance_base_url(request) -> str:
-    """The absolute base URL of this instance, without a trailing slash: SITE_URL when set, else the request's."""
-    return settings.SITE_URL or request.build_absolute_uri("/").rstrip("/")
-
-
 def _methods(view_class) -> list[str]:
     return [method.upper() for method in HTTP_METHODS if hasattr(view_class, method)]
 

@@ -11,7 +11,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from apps.accounts.models import User
-from apps.site import discovery, setup
+from apps.site import setup
+from kiwiwhale.lib.urls import instance_base_url
 
 LINK_SALT = "kiwiwhale.setup-link"
 LINK_MAX_AGE_SECONDS = 24 * 3600
@@ -76,8 +77,8 @@ def setup_page(request):
                 )
                 added = f" and {len(serve)} model(s) added to the catalog" if serve else ""
                 messages.success(request, f"Saved {data['slug']}{added}. Connection: {report.message}")
-                return redirect("site:setup")
-    base_url = discovery.instance_base_url(request)
+                return redirect("setup")
+    base_url = instance_base_url(request)
     context = {
         "form": form,
         "report": report,
@@ -117,4 +118,4 @@ def setup_login(request, token: str):
         raise Http404("This link was used already.")
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     messages.success(request, "Welcome. Set up providers, payments and email here; this link no longer works.")
-    return redirect("site:setup")
+    return redirect("setup")

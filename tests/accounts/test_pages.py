@@ -144,15 +144,15 @@ def test_closing_an_account_needs_the_password_and_csrf(alice):
     client = browser()
     client.force_login(alice)
     client.get("/profile.php")
-    assert client.post("/profile/deactivate/", {"password": "pw-for-tests-1", "confirm": "on"}).status_code == 403
-    wrong = csrf_post(client, "/profile/deactivate/", {"password": "nope", "confirm": "on"})
+    assert client.post("/account/deactivate/", {"password": "pw-for-tests-1", "confirm": "on"}).status_code == 403
+    wrong = csrf_post(client, "/account/deactivate/", {"password": "nope", "confirm": "on"})
     assert wrong.status_code == 400 and b"This is not your password." in wrong.content
-    unconfirmed = csrf_post(client, "/profile/deactivate/", {"password": "pw-for-tests-1"})
+    unconfirmed = csrf_post(client, "/account/deactivate/", {"password": "pw-for-tests-1"})
     assert unconfirmed.status_code == 400
     alice.refresh_from_db()
     assert alice.is_active
 
-    response = csrf_post(client, "/profile/deactivate/", {"password": "pw-for-tests-1", "confirm": "on"})
+    response = csrf_post(client, "/account/deactivate/", {"password": "pw-for-tests-1", "confirm": "on"})
     assert response.status_code == 302 and response["Location"] == "/"
     alice.refresh_from_db()
     assert not alice.is_active

@@ -265,7 +265,7 @@ def _autotopup_declined(payment: Payment) -> None:
             payment.user,
             "billing/email/autotopup_disabled.txt",
             subject="Auto top-up switched off",
-            context={"limit": limit, "reason": reason, "url": _absolute(reverse("billing:page"))},
+            context={"limit": limit, "reason": reason, "url": _absolute(reverse("billing"))},
         )
 
 

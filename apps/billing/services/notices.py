@@ -63,7 +63,7 @@ def low_balance_notify(*, wallet_id: int) -> bool:
         context={
             "balance": balance,
             "threshold": money.format_credits(threshold),
-            "url": _absolute(reverse("billing:page")),
+            "url": _absolute(reverse("billing")),
         },
     )
     if profile.low_balance_webhook_url:
@@ -73,7 +73,7 @@ def low_balance_notify(*, wallet_id: int) -> bool:
                 "event": "low_balance",
                 "credits": money.micro_to_json(wallet.balance_micro),
                 "threshold_credits": money.micro_to_json(threshold),
-                "topup": {"endpoint": "/api/v1/agent_topup.php", "billing_url": _absolute(reverse("billing:page"))},
+                "topup": {"endpoint": "/api/v1/agent_topup.php", "billing_url": _absolute(reverse("billing"))},
             },
         )
     return True

@@ -142,3 +142,10 @@ def provider_keys_available() -> list[str]:
 
 def provider_availability_changed() -> None:
     cache.delete(AVAILABLE_CACHE_KEY)
+
+
+def models_servable():
+    """The catalog's models that can run here now (a queryset: one query, whatever the size of the catalog)."""
+    from apps.catalog.models import AIModel
+
+    return AIModel.objects.servable(provider_keys_available())

@@ -53,7 +53,7 @@ def test_it_refuses_a_name_that_is_too_long(client, alice):
 
 
 def test_it_caps_the_number_of_active_keys(client, alice, settings):
-    from apps.site import views
+    from apps.accounts import views
 
     for index in range(views.API_KEYS_ACTIVE_MAX):
         api_key_create(user=alice, name=f"k{index}")
@@ -80,19 +80,19 @@ def test_it_lists_prefix_and_last_use_of_the_accounts_keys_only(client, alice, c
 def test_it_revokes_a_key(client, alice):
     key, raw = api_key_create(user=alice, name="old")
     client.force_login(alice)
-    response = client.post("/api_key/revoke.php", {"key_id": key.pk}, follow=True)
+    response = client.post("/account/keys/revoke/", {"key_id": key.pk}, follow=True)
     assert b"Revoked" in response.content
     key.refresh_from_db()
     assert key.revoked_at is not None
     assert Client(HTTP_AUTHORIZATION=f"Bearer {raw}").get("/api/v1/credits.php").status_code == 401
-    assert not [f for f in elements(response.content, "form") if f.get("action") == "/api_key/revoke.php"]
+    assert not [f for f in elements(response.content, "form") if f.get("action") == "/account/keys/revoke/"]
 
 
 def test_nobody_can_revoke_another_accounts_key(client, alice, charlie):
     key, _ = api_key_create(user=charlie)
     client.force_login(alice)
-    assert client.post("/api_key/revoke.php", {"key_id": key.pk}).status_code == 404
-    assert client.post("/api_key/revoke.php", {"key_id": "nonsense"}).status_code == 404
+    assert client.post("/account/keys/revoke/", {"key_id": key.pk}).status_code == 404
+    assert client.post("/account/keys/revoke/", {"key_id": "nonsense"}).status_code == 404
     key.refresh_from_db()
     assert key.revoked_at is None
 
@@ -103,9 +103,9 @@ def test_every_form_of_the_page_needs_the_csrf_token(alice):
     browser.force_login(alice)
     html = browser.get("/api_key.php").content
     post_forms = [f for f in elements(html, "form") if f.get("method") == "post"]
-    assert {f["action"] for f in post_forms} >= {"/api_key.php", "/api_key/revoke.php"}
+    assert {f["action"] for f in post_forms} >= {"/api_key.php", "/account/keys/revoke/"}
     assert browser.post("/api_key.php", {"name": "no token"}).status_code == 403
-    assert browser.post("/api_key/revoke.php", {"key_id": key.pk}).status_code == 403
+    assert browser.post("/account/keys/revoke/", {"key_id": key.pk}).status_code == 403
     assert ApiKey.objects.filter(user=alice).count() == 1 and ApiKey.objects.get().revoked_at is None
     token = browser.cookies["csrftoken"].value
     assert browser.post("/api_key.php", {"name": "with token", "csrfmiddlewaretoken": token}).status_code == 302

@@ -10,6 +10,20 @@ from typing import Any
 from apps.billing import money
 from apps.catalog.models import AIModel
 
+# The icon (static/icons) that stands for each category on the catalog and the model pages.
+CATEGORY_ICONS = {
+    "text-to-image": "image",
+    "image-to-image": "image-edit",
+    "text-to-video": "video",
+    "image-to-video": "video",
+    "text-to-audio": "audio",
+    "audio-to-text": "transcribe",
+    "text-to-text": "text",
+    "chat": "chat",
+    "tools": "tool",
+}
+
+
 # Free-text fields that deserve a multi-line box whatever their length limit.
 TEXTAREA_NAMES = {"prompt", "negative_prompt", "text", "system", "lyrics", "instructions", "message"}
 TEXTAREA_MIN_LENGTH = 256  # a string allowed to be longer than this gets a textarea

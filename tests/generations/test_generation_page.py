@@ -46,9 +46,9 @@ def test_it_shows_the_owner_the_input_outputs_cost_timings_and_actions(client, c
     assert output_url in [img["src"] for img in elements(html, "img")]
     assert "a quiet harbour at dawn" in html and "0.01 credits" in html and "Ran" in html
     actions = _form_actions(html)
-    assert "/generations/rerun.php" in actions and "/generations/delete.php" in actions
+    assert "/generations/rerun/" in actions and "/generations/delete/" in actions
     assert "/showroom/publish/" in actions
-    assert "/generations/cancel.php" not in actions  # finished: nothing to cancel
+    assert "/generations/cancel/" not in actions  # finished: nothing to cancel
     remix = [a["href"] for a in elements(html, "a") if "rerun=" in a.get("href", "")]
     assert remix == [f"/model-playground.php?model=local/procedural-image&rerun={job.pk}"]
 
@@ -90,11 +90,11 @@ def test_its_json_reports_the_queue_position_while_queued_and_the_page_offers_ca
     assert live["terminal"] is False
     assert client.get("/generation.php", {"id": first.pk, "format": "json"}).json()["queue_position"] == 1
     html = _page(client, second.pk).content.decode()
-    assert "number 2 in the queue" in html and "/generations/cancel.php" in _form_actions(html)
+    assert "number 2 in the queue" in html and "/generations/cancel/" in _form_actions(html)
     assert "/showroom/publish/" not in _form_actions(html)  # not finished: not publishable yet
 
     balance = Wallet.objects.get(user=alice).balance_micro
-    response = client.post("/generations/cancel.php", {"job_id": second.pk, "next": f"/generation.php?id={second.pk}"})
+    response = client.post("/generations/cancel/", {"job_id": second.pk, "next": f"/generation.php?id={second.pk}"})
     assert response.status_code == 302 and response["Location"] == f"/generation.php?id={second.pk}"
     assert Job.objects.get(pk=second.pk).status == "canceled"
     assert Wallet.objects.get(user=alice).balance_micro == balance + second.cost_micro
@@ -106,7 +106,7 @@ def test_re_run_starts_a_new_charged_job_and_opens_its_page(client, catalog, ali
     job = _job(alice)
     client.force_login(alice)
     balance = Wallet.objects.get(user=alice).balance_micro
-    response = client.post("/generations/rerun.php", {"job_id": job.pk})
+    response = client.post("/generations/rerun/", {"job_id": job.pk})
     new_job = Job.objects.exclude(pk=job.pk).get(user=alice)
     assert response.status_code == 302 and response["Location"] == f"/generation.php?id={new_job.pk}"
     assert new_job.input == job.input and new_job.status == "queued"
@@ -119,7 +119,7 @@ def test_re_run_without_credits_says_so_and_creates_nothing(client, catalog, ali
     job.user = bob
     Job.objects.filter(pk=job.pk).update(user=bob)  # bob owns a finished job but has no credits
     client.force_login(bob)
-    response = client.post("/generations/rerun.php", {"job_id": job.pk}, follow=True)
+    response = client.post("/generations/rerun/", {"job_id": job.pk}, follow=True)
     assert "Not enough credits" in response.content.decode()
     assert Job.objects.filter(user=bob).count() == 1
 
@@ -167,7 +167,7 @@ def test_the_playground_url_carries_the_last_job_of_its_own_model_only(client, c
 def test_deleting_from_its_page_returns_to_the_history(client, catalog, alice):
     job = _job(alice)
     client.force_login(alice)
-    response = client.post("/generations/delete.php", {"job_id": job.pk, "next": f"/generation.php?id={job.pk}"})
+    response = client.post("/generations/delete/", {"job_id": job.pk, "next": f"/generation.php?id={job.pk}"})
     assert response.status_code == 302 and response["Location"] == "/generations.php"
     assert _page(client, job.pk).status_code == 404
 

@@ -140,7 +140,7 @@ def test_it_deletes_a_finished_job_and_its_files(client, catalog, alice):
     output = job.outputs.get()
     path = output.file.path
     client.force_login(alice)
-    response = client.post("/generations/delete.php", {"job_id": job.pk})
+    response = client.post("/generations/delete/", {"job_id": job.pk})
     assert response.status_code == 302 and response["Location"] == "/generations.php"
     page = client.get("/generations.php").content
     assert job.pk not in _job_ids(page)
@@ -152,7 +152,7 @@ def test_it_deletes_a_finished_job_and_its_files(client, catalog, alice):
 def test_it_refuses_to_delete_an_unfinished_job_with_a_message(client, catalog, alice):
     job = _image_job(alice, run=False)
     client.force_login(alice)
-    response = client.post("/generations/delete.php", {"job_id": job.pk}, follow=True)
+    response = client.post("/generations/delete/", {"job_id": job.pk}, follow=True)
     assert "still queued" in response.content.decode()
     assert Job.objects.get(pk=job.pk).deleted_at is None
 
@@ -160,7 +160,7 @@ def test_it_refuses_to_delete_an_unfinished_job_with_a_message(client, catalog, 
 def test_it_cancels_a_queued_job_and_returns_the_credits(client, catalog, alice):
     job = _image_job(alice, run=False)
     client.force_login(alice)
-    response = client.post("/generations/cancel.php", {"job_id": job.pk, "next": "/generations.php?status=queued"})
+    response = client.post("/generations/cancel/", {"job_id": job.pk, "next": "/generations.php?status=queued"})
     assert response["Location"] == "/generations.php?status=queued"
     assert Job.objects.get(pk=job.pk).status == "canceled"
     assert client.get("/api/v1/credits.php").json()["credits"] == 10
@@ -170,8 +170,8 @@ def test_nobody_can_delete_or_cancel_another_accounts_job(client, catalog, alice
     done = _image_job(alice)
     queued = _image_job(alice, run=False)
     client.force_login(charlie)
-    assert client.post("/generations/delete.php", {"job_id": done.pk}).status_code == 404
-    assert client.post("/generations/cancel.php", {"job_id": queued.pk}).status_code == 404
+    assert client.post("/generations/delete/", {"job_id": done.pk}).status_code == 404
+    assert client.post("/generations/cancel/", {"job_id": queued.pk}).status_code == 404
     assert Job.objects.get(pk=done.pk).deleted_at is None and Job.objects.get(pk=queued.pk).status == "queued"
 
 
@@ -182,22 +182,22 @@ def test_the_delete_and_cancel_forms_need_the_csrf_token(catalog, alice):
     browser.force_login(alice)
     html = browser.get("/generations.php").content
     post_forms = [f for f in elements(html, "form") if f.get("method") == "post"]
-    assert {f["action"] for f in post_forms} >= {"/generations/delete.php", "/generations/cancel.php"}
+    assert {f["action"] for f in post_forms} >= {"/generations/delete/", "/generations/cancel/"}
     tokens = [i for i in elements(html, "input") if i.get("name") == "csrfmiddlewaretoken"]
     assert len(tokens) >= len(post_forms)
-    assert browser.post("/generations/delete.php", {"job_id": done.pk}).status_code == 403
-    assert browser.post("/generations/cancel.php", {"job_id": queued.pk}).status_code == 403
+    assert browser.post("/generations/delete/", {"job_id": done.pk}).status_code == 403
+    assert browser.post("/generations/cancel/", {"job_id": queued.pk}).status_code == 403
     assert Job.objects.get(pk=done.pk).deleted_at is None and Job.objects.get(pk=queued.pk).status == "queued"
 
 
 def test_delete_and_cancel_answer_only_post(client, catalog, alice):
     client.force_login(alice)
-    assert client.get("/generations/delete.php").status_code == 405
-    assert client.get("/generations/cancel.php").status_code == 405
+    assert client.get("/generations/delete/").status_code == 405
+    assert client.get("/generations/cancel/").status_code == 405
 
 
 def test_it_ignores_an_outside_next_address(client, catalog, alice):
     job = _image_job(alice)
     client.force_login(alice)
-    response = client.post("/generations/delete.php", {"job_id": job.pk, "next": "https://evil.example/"})
+    response = client.post("/generations/delete/", {"job_id": job.pk, "next": "https://evil.example/"})
     assert response["Location"] == "/generations.php"

@@ -5,10 +5,10 @@ from html import unescape
 import pytest
 from django.test import Client
 
+from apps.catalog import schema_form
 from apps.catalog.models import AIModel
 from apps.generations.models import Job
 from apps.generations.services import job_create
-from apps.site import schema_form
 from tests.site.helpers import controls, elements
 
 pytestmark = pytest.mark.django_db
