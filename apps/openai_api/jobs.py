@@ -55,10 +55,15 @@ async def model_for(model_id, endpoint: str) -> AIModel:
     return model
 
 
-async def job_submit(request, *, model: AIModel, input: dict) -> str:
-    """Creates the job exactly as POST /api/v1/generate.php does (same key, limits, Idempotency-Key, ledger)."""
+async def job_submit(request, *, model: AIModel, input: dict, stream_text: bool = False) -> str:
+    """Creates the job exactly as POST /api/v1/generate.php does (same key, limits, Idempotency-Key, ledger).
+    `stream_text`: the worker publishes the text as the upstream sends it (apps/generations/streams.py)."""
     answer = await api_call(
-        Caller.from_django(request), "POST", "generate.php", json={"model": model.public_model, "input": input}
+        Caller.from_django(request),
+        "POST",
+        "generate.php",
+        json={"model": model.public_model, "input": input},
+        options={"stream_text": True} if stream_text else None,
     )
     if not answer.ok:
         raise error_from_api(answer.status, answer.body, answer.headers)
