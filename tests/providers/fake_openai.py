@@ -53,6 +53,8 @@ class FakeOpenAI(FakeAPI):
         self.models = ["llama3.2", "qwen2.5:0.5b"]  # what GET /v1/models lists (OpenAI's list shape)
         # A streamed chat (`stream: true`): held this long after its first token; DROP'ed after this many tokens.
         self.stream_pause = 0.0
+        self.stream_first_token_seconds = 0.0  # before the first token, as a model reads the prompt (bench/ttft.py)
+        self.stream_token_seconds = 0.0  # between two tokens, as a model generates them (bench/ttft.py)
         self.stream_drop_after: int | None = None
         self.stream_finished_at: float | None = None  # time.monotonic() when the last streamed byte was written
 
@@ -169,6 +171,7 @@ class FakeOpenAI(FakeAPI):
         tokens = re.findall(r"\S+\s*", answer)
         yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
         for position, token in enumerate(tokens):
+            time.sleep(self.stream_token_seconds if position else self.stream_first_token_seconds)
             if position == self.stream_drop_after:
                 yield DROP
                 return
