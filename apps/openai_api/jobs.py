@@ -70,12 +70,13 @@ async def job_submit(request, *, model: AIModel, input: dict, stream_text: bool 
     return answer.body["job_id"]
 
 
-async def job_finished(job_id: str) -> Job:
-    """Waits for the job to end (a coroutine, no thread) and reads it with its outputs; errors for any other end."""
+async def job_finished(job_id: str, *, deadline: float | None = None) -> Job:
+    """Waits for the job to end (a coroutine, no thread) and reads it with its outputs; errors for any other end.
+    `deadline` (the loop's clock): when the wait ends with a 504; default WAIT_SECONDS from now."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_SECONDS
+    deadline = loop.time() + WAIT_SECONDS if deadline is None else deadline
     while True:
-        status = await job_wait(job_id, timeout=min(deadline - loop.time(), 60))
+        status = await job_wait(job_id, timeout=max(0.0, min(deadline - loop.time(), 60)))
         if status in Job.TERMINAL:
             break
         if loop.time() >= deadline:

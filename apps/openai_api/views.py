@@ -29,6 +29,7 @@ from apps.generations.streams import text_deltas
 from apps.generations.waits import job_status
 from apps.openai_api.errors import OpenAIError
 from apps.openai_api.jobs import (
+    WAIT_SECONDS,
     caller_authenticate,
     job_extra,
     job_finished,
@@ -209,11 +210,15 @@ def _chat_stream(job_id: str, model: AIModel, *, include_usage: bool, deltas: bo
 
     async def events():
         yield chunk({"role": "assistant", "content": ""})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_SECONDS  # the deltas and the end share one wait, as without streaming
         sent = ""
         if deltas:
             quiet_since = time.monotonic()
             try:
                 async for delta in text_deltas(job_id, status=job_status):
+                    if loop.time() >= deadline:
+                        break  # job_finished answers 504 with the job id (it can still be polled)
                     if delta is not None:
                         sent += delta
                         quiet_since = time.monotonic()
@@ -223,7 +228,7 @@ def _chat_stream(job_id: str, model: AIModel, *, include_usage: bool, deltas: bo
                         yield b": the job is running\n\n"
             except OSError as exc:  # Redis went away: the rest comes from the stored output
                 logger.warning("Chat stream of %s: the deltas could not be read (%s)", job_id, exc)
-        waiting = asyncio.ensure_future(job_finished(job_id))
+        waiting = asyncio.ensure_future(job_finished(job_id, deadline=deadline))
         try:
             while not waiting.done():
                 done, _ = await asyncio.wait({waiting}, timeout=KEEPALIVE_SECONDS)
