@@ -138,3 +138,20 @@ def test_a_client_that_leaves_mid_stream_does_not_stop_the_job(account, upstream
     assert job.status == Job.Status.COMPLETED
     assert job.outputs.get().text == "You said: I will leave early"
     assert before - wallet_get(user=user).balance_micro == job.cost_micro
+
+
+def test_only_a_streamed_v1_chat_asks_the_upstream_to_stream(account, upstream, web_server):
+    user, key, client = account
+    completion = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "whole"}])
+    assert completion.choices[0].message.content == "You said: whole"
+    # generate.php itself: the option lives in the facade's in-process call, no request from outside can set it.
+    submitted = httpx.post(
+        f"{web_server}/api/v1/generate.php",
+        json={"model": MODEL, "input": {"prompt": "direct"}},
+        headers={"Authorization": f"Bearer {key}", "Prefer": "wait=30", "kiwiwhale.options": "stream_text"},
+        timeout=60,
+    ).json()
+    assert submitted["status"] == "completed"
+    calls = upstream.calls("/v1/chat/completions")
+    assert len(calls) == 2 and not any("stream" in call.json for call in calls)
+    assert not Job.objects.filter(user=user, stream_text=True).exists()
