@@ -8,6 +8,7 @@ coroutine, not a thread (apps/generations/waits.py).
 
 import asyncio
 import base64
+import contextlib
 import functools
 import json
 import logging
@@ -216,16 +217,18 @@ def _chat_stream(job_id: str, model: AIModel, *, include_usage: bool, deltas: bo
         if deltas:
             quiet_since = time.monotonic()
             try:
-                async for delta in text_deltas(job_id, status=job_status):
-                    if loop.time() >= deadline:
-                        break  # job_finished answers 504 with the job id (it can still be polled)
-                    if delta is not None:
-                        sent += delta
-                        quiet_since = time.monotonic()
-                        yield chunk({"content": delta})
-                    elif time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
-                        quiet_since = time.monotonic()
-                        yield b": the job is running\n\n"
+                # Closed on leaving, by the end, the deadline or a client gone: its Redis connection goes with it.
+                async with contextlib.aclosing(text_deltas(job_id, status=job_status)) as published:
+                    async for delta in published:
+                        if loop.time() >= deadline:
+                            break  # job_finished answers 504 with the job id (it can still be polled)
+                        if delta is not None:
+                            sent += delta
+                            quiet_since = time.monotonic()
+                            yield chunk({"content": delta})
+                        elif time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                            quiet_since = time.monotonic()
+                            yield b": the job is running\n\n"
             except OSError as exc:  # Redis went away: the rest comes from the stored output
                 logger.warning("Chat stream of %s: the deltas could not be read (%s)", job_id, exc)
         waiting = asyncio.ensure_future(job_finished(job_id, deadline=deadline))

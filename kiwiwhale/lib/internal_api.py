@@ -64,14 +64,14 @@ class ApiAnswer:
         return 200 <= self.status < 300
 
 
+SCOPE_KEY = "kiwiwhale.options"
+
+
 def internal_options(request) -> dict:
     """What the facade that made this in-process call asked for beyond the published request (`api_call`'s
     `options`); empty for a request from outside, which cannot set it: it lives in the ASGI scope, not a header."""
     scope = getattr(request, "scope", None)  # an ASGI request's (a DRF request passes the attribute through)
     return (scope or {}).get(SCOPE_KEY) or {}
-
-
-SCOPE_KEY = "kiwiwhale.options"
 
 
 async def api_call(
