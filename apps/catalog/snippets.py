@@ -1,10 +1,13 @@
-"""Copy-paste code for one model: curl, Python and JavaScript, against this instance, with a key placeholder.
+"""Copy-paste code for one model: curl, Python and JavaScript, the KiwiWhale client (clients/python) and its
+`kiwiwhale` command, against this instance, with a key placeholder.
 
 A real key never appears: the raw key exists only in the response that created it. A signed-in user sees the
 prefix of their newest key, so they know which key to paste.
 """
 
 import json
+import pprint
+import shlex
 
 KEY_ENV = "KIWIWHALE_API_KEY"
 ANONYMOUS_KEY_PLACEHOLDER = "kw_your_api_key"
@@ -101,4 +104,48 @@ while (!["completed", "failed", "canceled"].includes(job.status)) {{
 if (job.status !== "completed") throw new Error(`Job ${{job.status}}: ${{JSON.stringify(job.error)}}`);
 for (const output of job.outputs) console.log(output.type, output.url ?? output.text);
 """
-    return {"curl": curl, "python": python, "javascript": javascript}
+    return {
+        "curl": curl,
+        "python": python,
+        "javascript": javascript,
+        "client": _client_sample(base_url, public_model, example, placeholder),
+        "cli": _cli_sample(base_url, public_model, example, placeholder),
+    }
+
+
+def _client_sample(base_url: str, public_model: str, example: dict, placeholder: str) -> str:
+    """The Python client (clients/python/README.md): quote, generate and wait, download."""
+    literal = pprint.pformat(example, width=100, sort_dicts=False)
+    return f"""# pip install ./clients/python (in a KiwiWhale checkout); export {KEY_ENV}='{placeholder}'
+from kiwiwhale_client import KiwiWhale
+
+client = KiwiWhale(base_url="{base_url}")  # the key from {KEY_ENV}
+model = "{public_model}"
+input = {_indent(literal, 0)}
+
+print("cost:", client.quote(model, input)["cost_credits"], "credits")
+job = client.generate(model, input, wait=True)  # waits up to 10 minutes; errors are exceptions (exc.code)
+if job["status"] != "completed":
+    raise SystemExit(f"Job {{job['status']}}: {{job['error']}}")
+for path in client.download(job, "out/"):  # each output into out/ (text as .txt)
+    print(path)
+"""
+
+
+def _cli_sample(base_url: str, public_model: str, example: dict, placeholder: str) -> str:
+    """The `kiwiwhale` command: one `-i name=value` per input field (the command types each by the schema)."""
+    fields = " ".join(
+        "-i " + shlex.quote(f"{name}={value if isinstance(value, str) else json.dumps(value)}")
+        for name, value in example.items()
+    )
+    model = shlex.quote(public_model)
+    return f"""# pip install ./clients/python (in a KiwiWhale checkout)
+export KIWIWHALE_BASE_URL={base_url}
+export {KEY_ENV}='{placeholder}'
+
+# What it costs, before paying: the exact cost and the input with its defaults.
+kiwiwhale quote {model} {fields}
+
+# Run it, wait for it, and download its outputs into out/ (prints each path).
+kiwiwhale generate {model} {fields} --wait -o out/
+"""

@@ -36,6 +36,7 @@ from apps.catalog.services import model_resolve
 from apps.generations.models import WEBHOOK_EVENTS, Job, Output
 from apps.generations.services import job_cancel, job_create, job_quote
 from apps.generations.waits import MAX_WAIT_SECONDS, job_wait
+from kiwiwhale.lib.internal_api import internal_options
 from kiwiwhale.lib.keyset import InvalidCursor, keyset_page, page_url
 from kiwiwhale.lib.ratelimit import CounterThrottle
 
@@ -302,6 +303,7 @@ class GenerateApi(APIView):
             webhook_events=data.get("webhook_events"),
             max_cost_micro=data.get("max_cost_credits"),
             deadline_at=timezone.now() + cancel_after if cancel_after else None,
+            stream_text=bool(internal_options(request).get("stream_text")),  # only the /v1 facade can ask
         )
         body = {
             "job_id": job.pk,

@@ -111,6 +111,9 @@ class Job(models.Model):
     deadline_at = models.DateTimeField(
         null=True, blank=True, help_text="Cancel-After: canceled, its hold returned, if not finished by then."
     )
+    stream_text = models.BooleanField(
+        default=False, help_text="Its text is published as it arrives (a streamed /v1 chat completion)."
+    )
 
     objects = JobQuerySet.as_manager()
 

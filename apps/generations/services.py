@@ -27,6 +27,7 @@ from apps.generations.providers import (
     provider_for,
     provider_keys_available,
 )
+from apps.generations.streams import text_publisher
 from kiwiwhale.celery import queue_size
 from kiwiwhale.lib.ratelimit import rate_limit_hit
 from kiwiwhale.lib.tasks import task_enqueue
@@ -65,11 +66,13 @@ def job_create(
     webhook_events: list[str] | None = None,
     max_cost_micro: int | None = None,
     deadline_at=None,
+    stream_text: bool = False,
 ) -> Job:
     """Validates and prices the input, then holds the cost and creates the job together; enqueues after commit.
 
     `max_cost_micro`: refuse (CostOverMax) a job that would cost more. `deadline_at`: cancel the job, its hold
-    returned, if it has not finished by then (Cancel-After).
+    returned, if it has not finished by then (Cancel-After). `stream_text`: publish its text as the upstream
+    sends it (apps/generations/streams.py).
     """
     validated, cost_micro = job_quote(model=model, input=input)
     if not routes_usable(model):
@@ -98,6 +101,7 @@ def job_create(
             webhook_url=webhook_url,
             webhook_events=webhook_events or [],
             deadline_at=deadline_at,
+            stream_text=stream_text,
         )
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
         if deadline_at is not None:
@@ -271,9 +275,9 @@ def _job_try_routes(job: Job, routes: list[ModelRoute], first_error: ProviderErr
         # poll_at empty: this run holds the job itself (a lapsed lease then means a lost run, not a lost poll).
         Job.objects.filter(pk=job.pk).update(provider=route.provider, route=route, poll_at=None)
         try:
-            outcome = provider_for(route.provider).run(
-                upstream_model=route.upstream_model, params=route.params, input=job.input
-            )
+            adapter = provider_for(route.provider)
+            streamed = {"on_text": text_publisher(job_id=job.pk)} if job.stream_text and adapter.streams_text else {}
+            outcome = adapter.run(upstream_model=route.upstream_model, params=route.params, input=job.input, **streamed)
         except ProviderError as exc:
             provider_health_record(slug=route.provider, error=exc.message)
             last_error = exc
@@ -512,7 +516,11 @@ def job_retry(*, job: Job) -> Job:
 
 # Who hears that a job started or ended, by dotted path, imported when first called: the listeners' apps import
 # generations, so generations imports none of them (no cycle).
-JOB_EVENT_LISTENERS = ("apps.generations.waits.job_event_wake", "apps.webhooks.services.webhook_job_event")
+JOB_EVENT_LISTENERS = (
+    "apps.generations.waits.job_event_wake",
+    "apps.generations.streams.job_event_text_end",
+    "apps.webhooks.services.webhook_job_event",
+)
 
 
 def job_event_notify(*, job: Job, event: str) -> None:

@@ -30,7 +30,7 @@ def _channel(job_id: str) -> str:
 
 
 @sync_to_async
-def _status(job_id: str) -> str | None:
+def job_status(job_id: str) -> str | None:
     try:
         return Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
     finally:
@@ -56,7 +56,7 @@ async def _wait_polling(job_id: str, deadline: float) -> str | None:
     loop = asyncio.get_running_loop()
     delay = 0.02
     while True:
-        status = await _status(job_id)
+        status = await job_status(job_id)
         left = deadline - loop.time()
         if status is None or status in Job.TERMINAL or left <= 0:
             return status
@@ -78,7 +78,7 @@ async def _wait_notified(job_id: str, deadline: float) -> str | None:
             raise OSError(str(exc)) from exc
         try:
             while True:
-                status = await _status(job_id)
+                status = await job_status(job_id)
                 left = deadline - loop.time()
                 if status is None or status in Job.TERMINAL or left <= 0:
                     return status

@@ -225,29 +225,6 @@ async def get_model(caller: Caller, args: dict) -> Answer:
     return Answer(ApiAnswer(404, {"success": False, "error": "model_not_found", "message": message}, {}), [])
 
 
-@db
-def _quote(args: dict) -> tuple[int, dict]:
-    # The quote of generate.php's own steps (model_resolve, input_validate, the price rule), without the job.
-    from apps.api.exceptions import exception_handler
-    from apps.billing import money
-    from apps.catalog.services import input_validate, model_resolve
-
-    try:
-        model = model_resolve(str(args.get("model")))
-        validated = input_validate(model=model, data=args.get("input") or {})
-    except Exception as exc:
-        response = exception_handler(exc, {})
-        if response is None:
-            raise
-        return response.status_code, dict(response.data)
-    return 200, {"success": True, "cost_credits": money.micro_to_json(model.cost_micro(validated)), "input": validated}
-
-
-async def quote(caller: Caller, args: dict) -> Answer:
-    status, body = await _quote(args)
-    return Answer(ApiAnswer(status, body, {}), [])
-
-
 def _simple(method: str, path: str, *, query=(), body=(), idempotent=False):
     async def call(caller: Caller, args: dict) -> Answer:
         answer = await api_call(
@@ -276,7 +253,7 @@ HANDLERS: dict[str, Callable[[Caller, dict], Awaitable[Answer]]] = {
     "list_jobs": _simple("GET", "jobs.php", query=("status", "limit", "cursor")),
     "get_credits": _simple("GET", "credits.php"),
     "get_usage": _simple("GET", "usage.php", query=("limit", "cursor", "kind")),
-    "quote": quote,
+    "quote": _simple("POST", "quote.php", body=("model", "input")),
     "topup": _simple("POST", "agent_topup.php", body=("credits",), idempotent=True),
     "setup_payment": _simple("POST", "agent_setup_payment.php"),
     "set_auto_topup": _simple(

@@ -55,22 +55,28 @@ async def model_for(model_id, endpoint: str) -> AIModel:
     return model
 
 
-async def job_submit(request, *, model: AIModel, input: dict) -> str:
-    """Creates the job exactly as POST /api/v1/generate.php does (same key, limits, Idempotency-Key, ledger)."""
+async def job_submit(request, *, model: AIModel, input: dict, stream_text: bool = False) -> str:
+    """Creates the job exactly as POST /api/v1/generate.php does (same key, limits, Idempotency-Key, ledger).
+    `stream_text`: the worker publishes the text as the upstream sends it (apps/generations/streams.py)."""
     answer = await api_call(
-        Caller.from_django(request), "POST", "generate.php", json={"model": model.public_model, "input": input}
+        Caller.from_django(request),
+        "POST",
+        "generate.php",
+        json={"model": model.public_model, "input": input},
+        options={"stream_text": True} if stream_text else None,
     )
     if not answer.ok:
         raise error_from_api(answer.status, answer.body, answer.headers)
     return answer.body["job_id"]
 
 
-async def job_finished(job_id: str) -> Job:
-    """Waits for the job to end (a coroutine, no thread) and reads it with its outputs; errors for any other end."""
+async def job_finished(job_id: str, *, deadline: float | None = None) -> Job:
+    """Waits for the job to end (a coroutine, no thread) and reads it with its outputs; errors for any other end.
+    `deadline` (the loop's clock): when the wait ends with a 504; default WAIT_SECONDS from now."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_SECONDS
+    deadline = loop.time() + WAIT_SECONDS if deadline is None else deadline
     while True:
-        status = await job_wait(job_id, timeout=min(deadline - loop.time(), 60))
+        status = await job_wait(job_id, timeout=max(0.0, min(deadline - loop.time(), 60)))
         if status in Job.TERMINAL:
             break
         if loop.time() >= deadline:

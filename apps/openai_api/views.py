@@ -8,6 +8,7 @@ coroutine, not a thread (apps/generations/waits.py).
 
 import asyncio
 import base64
+import contextlib
 import functools
 import json
 import logging
@@ -16,6 +17,7 @@ import re
 import time
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -24,8 +26,11 @@ from apps.billing import money
 from apps.catalog.models import AIModel
 from apps.generations.models import Job, Output
 from apps.generations.providers import provider_keys_available
+from apps.generations.streams import text_deltas
+from apps.generations.waits import job_status
 from apps.openai_api.errors import OpenAIError
 from apps.openai_api.jobs import (
+    WAIT_SECONDS,
     caller_authenticate,
     job_extra,
     job_finished,
@@ -38,7 +43,7 @@ from apps.openai_api.mapping import UnsupportedParameter, UploadedFile, openai_i
 logger = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 10  # an SSE comment while the job runs, so proxies keep the stream open
-# Local engines answer at once: their text is streamed a few words per chunk.
+# Text that came whole (a local engine, or no Redis to carry deltas) is streamed a few words per chunk.
 CHUNK_PATTERN = re.compile(r"(?:\S+\s*){1,3}|\s+")
 FORM_NUMBERS = {"n": int, "speed": float, "temperature": float}
 
@@ -158,9 +163,13 @@ async def chat_completions(request):
                 400, "unsupported_parameter", "`stream_options` takes only include_usage, with stream=true."
             )
         include_usage = bool(stream_options.get("include_usage"))
-    job_id = await job_submit(request, model=model, input=openai_input(model=model, fields=body))
+    # A stream reads the worker's deltas, published through Redis: without Redis the text comes when the job ends.
+    stream_text = bool(stream) and bool(settings.REDIS_URL)
+    job_id = await job_submit(
+        request, model=model, input=openai_input(model=model, fields=body), stream_text=stream_text
+    )
     if stream:
-        return _chat_stream(job_id, model, include_usage=include_usage)
+        return _chat_stream(job_id, model, include_usage=include_usage, deltas=stream_text)
     job = await job_finished(job_id)
     text = _job_text(job)
     answer = {
@@ -182,7 +191,11 @@ async def chat_completions(request):
     return JsonResponse(answer, headers={"X-KiwiWhale-Job-Id": job.pk})
 
 
-def _chat_stream(job_id: str, model: AIModel, *, include_usage: bool) -> StreamingHttpResponse:
+def _chat_stream(job_id: str, model: AIModel, *, include_usage: bool, deltas: bool) -> StreamingHttpResponse:
+    """The completion as `chat.completion.chunk` events: the upstream's deltas as the worker publishes them
+    (`deltas`), then whatever of the stored text they did not carry (all of it for a local engine, a few words a
+    chunk), `finish_reason`, the usage chunk when asked, `[DONE]`. A failed job is an error event in OpenAI's
+    shape. A client that leaves stops only this response: the job runs on and is charged as any other."""
     created = int(time.time())
 
     def chunk(delta: dict | None, finish_reason=None, **extra) -> bytes:
@@ -198,7 +211,27 @@ def _chat_stream(job_id: str, model: AIModel, *, include_usage: bool) -> Streami
 
     async def events():
         yield chunk({"role": "assistant", "content": ""})
-        waiting = asyncio.ensure_future(job_finished(job_id))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_SECONDS  # the deltas and the end share one wait, as without streaming
+        sent = ""
+        if deltas:
+            quiet_since = time.monotonic()
+            try:
+                # Closed on leaving, by the end, the deadline or a client gone: its Redis connection goes with it.
+                async with contextlib.aclosing(text_deltas(job_id, status=job_status)) as published:
+                    async for delta in published:
+                        if loop.time() >= deadline:
+                            break  # job_finished answers 504 with the job id (it can still be polled)
+                        if delta is not None:
+                            sent += delta
+                            quiet_since = time.monotonic()
+                            yield chunk({"content": delta})
+                        elif time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                            quiet_since = time.monotonic()
+                            yield b": the job is running\n\n"
+            except OSError as exc:  # Redis went away: the rest comes from the stored output
+                logger.warning("Chat stream of %s: the deltas could not be read (%s)", job_id, exc)
+        waiting = asyncio.ensure_future(job_finished(job_id, deadline=deadline))
         try:
             while not waiting.done():
                 done, _ = await asyncio.wait({waiting}, timeout=KEEPALIVE_SECONDS)
@@ -212,7 +245,9 @@ def _chat_stream(job_id: str, model: AIModel, *, include_usage: bool) -> Streami
                 yield b"data: [DONE]\n\n"
                 return
             text = _job_text(job)
-            for piece in re.findall(CHUNK_PATTERN, text):
+            if not text.startswith(sent):  # cannot happen (a stream that broke fails its job); never resend
+                logger.error("Chat stream of %s: the stored text does not continue the streamed deltas", job_id)
+            for piece in re.findall(CHUNK_PATTERN, text[len(sent) :] if text.startswith(sent) else ""):
                 yield chunk({"content": piece})
             yield chunk({}, finish_reason="stop")
             if include_usage:

@@ -28,10 +28,14 @@ PAGES = {
     "site": ("The website", "Accounts, two-factor, showroom moderation, blog and contact, for operators."),
     "openai": ("OpenAI-compatible API", "/v1 for the OpenAI SDKs: chat with streaming, images, speech, transcription."),
     "mcp": ("MCP server", "/mcp for MCP hosts: tools to generate, follow jobs, read the wallet and top it up."),
+    "client": ("Python client and CLI", "`pip install ./clients/python`: the API from Python and the shell, and MCP."),
 }
 PUBLISHED = ("agents", "auth", "billing", "models")
+# Pages whose Markdown lives beside the code it documents, not in docs/ (one file for the repository and the site).
+SOURCES = {"client": Path("clients/python/README.md")}
 
-_MD_LINK = re.compile(r"\[([^\]]*)\]\(([a-z][a-z0-9_-]*)\.md(#[^)\s]*)?\)")
+# A link to another docs file, as written in docs/ (`auth.md#keys`) or from elsewhere (`../../docs/auth.md`).
+_MD_LINK = re.compile(r"\[([^\]]*)\]\((?:(?:\.\./)*docs/)?([a-z][a-z0-9_-]*)\.md(#[^)\s]*)?\)")
 # Inline code (not a <pre> block): its text only, as the sanitizer leaves it.
 _INLINE_CODE = re.compile(r"(?<!<pre>)<code>([^<]*)</code>")
 _IDENT_BREAK = re.compile(r"([_./=]+)(?=\w)")
@@ -47,6 +51,8 @@ class DocPage:
 
 
 def doc_path(slug: str) -> Path:
+    if slug in SOURCES:
+        return Path(settings.BASE_DIR) / SOURCES[slug]
     return DOCS_DIR / f"{slug}.md"
 
 
@@ -83,7 +89,7 @@ def _link_to_page(match: re.Match) -> str:
     text, slug, anchor = match.group(1), match.group(2), match.group(3) or ""
     if slug not in PAGES or not doc_path(slug).exists():
         return text  # no page for that file on the site: keep the words, drop the dead link
-    if text in (f"{slug}.md", f"docs/{slug}.md"):
+    if text in (f"{slug}.md", f"docs/{slug}.md"):  # "see auth.md" reads as the page's title
         text = PAGES[slug][0]
     return f"[{text}](/docs/{slug}.php{anchor})"
 

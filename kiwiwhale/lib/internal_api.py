@@ -64,11 +64,35 @@ class ApiAnswer:
         return 200 <= self.status < 300
 
 
+SCOPE_KEY = "kiwiwhale.options"
+
+
+def internal_options(request) -> dict:
+    """What the facade that made this in-process call asked for beyond the published request (`api_call`'s
+    `options`); empty for a request from outside, which cannot set it: it lives in the ASGI scope, not a header."""
+    scope = getattr(request, "scope", None)  # an ASGI request's (a DRF request passes the attribute through)
+    return (scope or {}).get(SCOPE_KEY) or {}
+
+
 async def api_call(
-    caller: Caller, method: str, path: str, *, json=None, params=None, headers: dict | None = None
+    caller: Caller,
+    method: str,
+    path: str,
+    *,
+    json=None,
+    params=None,
+    headers: dict | None = None,
+    options: dict | None = None,
 ) -> ApiAnswer:
-    """`path` under /api/v1, e.g. `generate.php`."""
-    transport = httpx.ASGITransport(app=_app(), client=(caller.client_ip, 0))
+    """`path` under /api/v1, e.g. `generate.php`. `options` reach the view as `internal_options(request)`."""
+    app = _app()
+    if options:
+        django_app = app
+
+        async def app(scope, receive, send):
+            await django_app({**scope, SCOPE_KEY: options}, receive, send)
+
+    transport = httpx.ASGITransport(app=app, client=(caller.client_ip, 0))
     async with httpx.AsyncClient(transport=transport, base_url=caller.base_url) as client:
         response = await client.request(
             method,

@@ -255,10 +255,11 @@ def test_the_code_page_has_curl_python_and_javascript_with_a_placeholder_key(cli
     key, raw = api_key_create(user=alice, name="laptop")
     anonymous = client.get("/model-code.php", {"model": "local/procedural-image"}, HTTP_HOST="kiwi.example")
     html = unescape(anonymous.content.decode())
-    for marker in ('id="code-curl"', 'id="code-python"', 'id="code-javascript"'):
+    for marker in ('id="code-curl"', 'id="code-python"', 'id="code-javascript"', 'id="code-client"', 'id="code-cli"'):
         assert marker in html
     assert "kw_your_api_key" in html
     assert "BASE=http://kiwi.example\n" in html and 'BASE = "http://kiwi.example"' in html
+    assert 'KiwiWhale(base_url="http://kiwi.example")' in html and "KIWIWHALE_BASE_URL=http://kiwi.example\n" in html
     assert "a dog on a skateboard" in html  # the required prompt, with an example value
 
     client.force_login(alice)
@@ -300,3 +301,29 @@ def test_it_says_the_price_rule_in_words(catalog, public_model, expected):
 def test_field_names_wrap_only_after_an_underscore(client, catalog):
     html = client.get("/model-docs.php", {"model": "local/procedural-image"}).content.decode()
     assert "<code>num_<wbr>images</code>" in html and "<code>prompt</code>" in html
+
+
+def test_the_client_and_cli_samples_pass_each_seeded_models_example_as_the_client_reads_it(catalog):
+    """For every model: the client sample is valid Python whose `input` is the example, and the command's `-i`
+    fields, split as a shell splits them and typed by the client's own parser, are the example too."""
+    import ast
+    import shlex
+
+    from kiwiwhale_client.cli import input_parse, parser_build
+
+    from apps.site import snippets
+
+    for model in AIModel.objects.filter(enabled=True):
+        example = schema_form.example_input(model)
+        samples = snippets.code_samples(
+            base_url="http://kiwi.example", public_model=model.public_model, example=example, key_prefix=None
+        )
+        tree = ast.parse(samples["client"])
+        (literal,) = [n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "input"]
+        assert ast.literal_eval(literal) == example, model.public_model
+        commands = [line for line in samples["cli"].splitlines() if line.startswith("kiwiwhale ")]
+        assert [c.split()[1] for c in commands] == ["quote", "generate"]
+        for command in commands:
+            args = parser_build().parse_args(shlex.split(command)[1:])
+            assert args.model == model.public_model
+            assert input_parse(args.input, model.input_schema) == example, (model.public_model, command)

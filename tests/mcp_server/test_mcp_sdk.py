@@ -86,6 +86,9 @@ def test_it_lists_the_tools_with_each_models_own_input_schema(web_server, agent)
     assert "text-to-image" in tools["list_models"].input_schema["properties"]["category"]["enum"]
 
 
+QUOTED = {"prompt": "a kiwi", "width": 64, "height": 64}
+
+
 def test_it_generates_with_wait_and_reads_the_job_and_the_credits_as_the_api_does(web_server, agent):
     user, key = agent
     before = wallet_get(user=user).balance_micro
@@ -105,9 +108,11 @@ def test_it_generates_with_wait_and_reads_the_job_and_the_credits_as_the_api_doe
         models = await session.call_tool("list_models", {"category": "chat"})
         bad = await session.call_tool("generate", {"model": "local/procedural-image", "input": {"width": 64}})
         odd = await session.call_tool("get_job", {"job_id": job_id, "wait_seconds": "soon"})
-        return generated, job, credits, models, bad, odd
+        quoted = await session.call_tool("quote", {"model": "local/procedural-image", "input": QUOTED})
+        unquotable = await session.call_tool("quote", {"model": "local/procedural-image", "input": {"width": 64}})
+        return generated, job, credits, models, bad, odd, quoted, unquotable
 
-    generated, job, credits, models, bad, odd = mcp(web_server, key, steps)
+    generated, job, credits, models, bad, odd, quoted, unquotable = mcp(web_server, key, steps)
     assert not generated.is_error
     assert generated.structured_content["status"] == "completed"
     job_row = Job.objects.get(user=user)
@@ -124,6 +129,14 @@ def test_it_generates_with_wait_and_reads_the_job_and_the_credits_as_the_api_doe
     assert models.structured_content == _api(web_server, key, "models.php", category="chat")
     assert bad.is_error and bad.structured_content["error"] == "invalid_input"
     assert odd.is_error and odd.structured_content["error"] == "invalid_request"
+    # quote is quote.php itself: the same JSON, errors included, and no job.
+    direct = httpx.post(f"{web_server}/api/v1/quote.php", json={"model": "local/procedural-image", "input": QUOTED})
+    assert quoted.structured_content == direct.json() and quoted.structured_content["public_model"]
+    assert quoted.structured_content["input"]["width"] == 64 and not quoted.is_error
+    refused = httpx.post(
+        f"{web_server}/api/v1/quote.php", json={"model": "local/procedural-image", "input": {"width": 64}}
+    )
+    assert unquotable.is_error and unquotable.structured_content == refused.json()
     assert Job.objects.filter(user=user).count() == 1
 
 

@@ -5,12 +5,14 @@ It listens on 127.0.0.1, serves the documented endpoints under /v1 — POST /cha
 does (401 with its error body), validates the request fields, answers in OpenAI's shapes, and records every
 request for the test to inspect. `script` forces the next answers (errors, Retry-After, malformed bodies, a hang, or
 HANG_AFTER: the work done — an image generated and paid for — and then no answer). `generated` counts the images
-and answers it produced, delivered or not.
+and answers it produced, delivered or not. A chat with `stream: true` is answered as server-sent chunks, as vLLM and
+Ollama send them; `stream_pause` holds it after its first token and `stream_drop_after` breaks it off.
 """
 
 import base64
 import io
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,9 +21,9 @@ from email.policy import HTTP
 
 from PIL import Image
 
+from tests.providers.fakes import DROP, FakeAPI
 from tests.providers.fakes import HANG as HANG  # a `script` entry: never answer (until the server stops)
 from tests.providers.fakes import HANG_AFTER as HANG_AFTER  # a `script` entry: do the work, then never answer
-from tests.providers.fakes import FakeAPI
 
 SPEECH_BYTES = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xf3\x14\xc4" + bytes(400)  # an MP3-looking body
 VOICES = {"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse"}
@@ -49,6 +51,12 @@ class FakeOpenAI(FakeAPI):
         self.files: dict[str, bytes] = {}
         self.generated = 0  # answers (chat) and images made, whether or not the client got them
         self.models = ["llama3.2", "qwen2.5:0.5b"]  # what GET /v1/models lists (OpenAI's list shape)
+        # A streamed chat (`stream: true`): held this long after its first token; DROP'ed after this many tokens.
+        self.stream_pause = 0.0
+        self.stream_first_token_seconds = 0.0  # before the first token, as a model reads the prompt (bench/ttft.py)
+        self.stream_token_seconds = 0.0  # between two tokens, as a model generates them (bench/ttft.py)
+        self.stream_drop_after: int | None = None
+        self.stream_finished_at: float | None = None  # time.monotonic() when the last streamed byte was written
 
     @property
     def base_url(self) -> str:
@@ -120,6 +128,13 @@ class FakeOpenAI(FakeAPI):
         self.generated += 1
         answer = f"You said: {question}"
         prompt_tokens = sum(len(m["content"].split()) for m in messages)
+        if body.get("stream"):
+            options = body.get("stream_options") or {}
+            return (
+                200,
+                {"Content-Type": "text/event-stream"},
+                self._chat_stream(body["model"], answer, prompt_tokens, options),
+            )
         return (
             200,
             {},
@@ -142,6 +157,33 @@ class FakeOpenAI(FakeAPI):
                 },
             },
         )
+
+    def _chat_stream(self, model: str, answer: str, prompt_tokens: int, options: dict):
+        """The answer as vLLM and Ollama stream it: a role chunk, one chunk per token (word), a finish chunk, the
+        usage chunk (with `stream_options.include_usage`), `data: [DONE]`."""
+        base = {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion.chunk", "model": model}
+
+        def event(choices, **extra) -> bytes:
+            return (
+                f"data: {json.dumps({**base, 'created': int(time.time()), 'choices': choices, **extra})}\n\n".encode()
+            )
+
+        tokens = re.findall(r"\S+\s*", answer)
+        yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        for position, token in enumerate(tokens):
+            time.sleep(self.stream_token_seconds if position else self.stream_first_token_seconds)
+            if position == self.stream_drop_after:
+                yield DROP
+                return
+            yield event([{"index": 0, "delta": {"content": token}, "finish_reason": None}])
+            if position == 0 and self.stream_pause:
+                time.sleep(self.stream_pause)
+        yield event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        if options.get("include_usage"):
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens)}
+            yield event([], usage={**usage, "total_tokens": prompt_tokens + len(tokens)})
+        yield b"data: [DONE]\n\n"
+        self.stream_finished_at = time.monotonic()
 
     def _images_generations(self, request: Recorded):
         body = request.json

@@ -22,6 +22,7 @@ import struct
 import threading
 import uuid
 import wave
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +32,7 @@ from PIL import Image
 
 HANG = "hang"  # what `respond` returns (and a `FakeAPI.script` entry) to never answer, until the server stops
 HANG_AFTER = "hang-after"  # a `FakeAPI.script` entry: do the work the request asks for, then never answer
+DROP = object()  # in a streamed body (a generator): close the connection there, mid-answer
 
 
 @dataclass
@@ -55,7 +57,8 @@ def answer(status: int, body, headers: dict | None = None) -> tuple[int, dict, b
 
 class HTTPFake:
     """A real HTTP server on 127.0.0.1, in a thread. A fake builds what it records of a request in `record` and
-    answers it in `respond`: (status, headers, body), a dict or list body sent as JSON, or HANG."""
+    answers it in `respond`: (status, headers, body), a dict or list body sent as JSON, a generator of bytes sent
+    chunked as it yields them, or HANG."""
 
     protocol_version = "HTTP/1.0"
 
@@ -114,6 +117,9 @@ class HTTPFake:
                     fake._stopped.wait(10)
                     return
                 status, headers, body = reply
+                if isinstance(body, Iterator):
+                    self._stream(status, headers, body)
+                    return
                 if isinstance(body, dict | list):
                     body = json.dumps(body).encode()
                     headers = {"Content-Type": "application/json", **headers}
@@ -126,6 +132,27 @@ class HTTPFake:
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
+
+            def _stream(self, status, headers, pieces):
+                """A body sent as it is made (chunked): a generator's pieces, each flushed at once; DROP in it
+                closes the connection mid-answer, without the final chunk."""
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for piece in pieces:
+                        if piece is DROP:
+                            self.close_connection = True
+                            self.wfile.flush()
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                            return
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up
 
             def log_message(self, *args):
                 pass

@@ -441,3 +441,68 @@ def test_an_unknown_operation_is_a_configuration_error(openai_fake):
         adapter(openai_fake).run(upstream_model="gpt-5-mini", params={"operation": "embeddings"}, input={})
     assert (info.value.code, info.value.retryable) == ("provider_misconfigured", False)
     assert openai_fake.requests == []
+
+
+# --- streamed chat ------------------------------------------------------------------------------------------
+
+
+def test_a_streamed_chat_hands_each_delta_over_as_it_arrives_and_keeps_the_whole_answer(openai_fake):
+    pieces = []
+    result = adapter(openai_fake).run(
+        upstream_model="gpt-5-mini",
+        params={"operation": "chat"},
+        input={"prompt": "one two three"},
+        on_text=pieces.append,
+    )
+    call = openai_fake.calls("/v1/chat/completions")[-1]
+    assert call.json["stream"] is True and call.json["stream_options"] == {"include_usage": True}
+    assert pieces == ["You ", "said: ", "one ", "two ", "three"]
+    assert result.outputs[0].text == "You said: one two three"
+    assert result.usage == {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+
+
+def test_a_route_that_says_stream_false_is_asked_without_streaming(openai_fake):
+    pieces = []
+    result = adapter(openai_fake).run(
+        upstream_model="m", params={"operation": "chat", "stream": False}, input={"prompt": "hi"}, on_text=pieces.append
+    )
+    assert "stream" not in openai_fake.calls("/v1/chat/completions")[-1].json
+    assert pieces == [] and result.outputs[0].text == "You said: hi"
+
+
+def test_an_error_chunk_inside_the_stream_is_a_final_upstream_failure(openai_fake):
+    events = b'data: {"choices":[{"delta":{"content":"Hel"}}]}\n\ndata: {"error":{"message":"CUDA out of memory"}}\n\n'
+    openai_fake.script = [(200, {"Content-Type": "text/event-stream"}, iter([events]))]
+    with pytest.raises(ProviderError) as info:
+        adapter(openai_fake).run(upstream_model="m", params={}, input={"prompt": "x"}, on_text=lambda text: None)
+    assert (info.value.code, info.value.retryable) == ("upstream_failed", False)
+    assert "CUDA out of memory" in info.value.message
+
+
+def test_a_stream_broken_off_fails_the_job_once_published_and_returns_every_credit(
+    alice, openai_connected, openai_fake, django_capture_on_commit_callbacks
+):
+    import redis
+    from django.conf import settings
+
+    from apps.generations.streams import _key
+
+    openai_fake.stream_drop_after = 2
+    before = wallet_get(user=alice).balance_micro
+    job = job_create(
+        user=alice,
+        model=AIModel.objects.get(public_model="gpt-5-mini/chat"),
+        input={"prompt": "a b c"},
+        stream_text=True,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        job_run(job_id=job.pk)
+    job.refresh_from_db()
+    # The upstream received it and worked: never sent again, by this route or another.
+    assert (job.status, job.error_code) == ("failed", "upstream_unknown_outcome")
+    assert len(openai_fake.calls("/v1/chat/completions")) == 1
+    assert wallet_get(user=alice).balance_micro == before
+    assert Hold.objects.get(pk=job.hold_id).status == Hold.Status.RELEASED
+    entries = redis.Redis.from_url(settings.REDIS_URL).xrange(_key(job.pk))
+    assert [fields for _, fields in entries] == [{b"d": b"You "}, {b"d": b"said: "}, {b"end": b"failed"}]
+    assert 0 < redis.Redis.from_url(settings.REDIS_URL).ttl(_key(job.pk)) <= 900

@@ -155,3 +155,20 @@ def test_doc_identifiers_wrap_after_underscores_and_code_blocks_take_focus(clien
     html = client.get("/docs/agents.php").content.decode()
     assert "idempotency_<wbr>key_<wbr>reused" in html
     assert '<pre tabindex="0">' in html
+
+
+def test_the_client_readme_is_a_docs_page_listed_in_the_menu_and_llms_txt(client, catalog, kiwi_host):
+    from django.conf import settings
+
+    readme = settings.BASE_DIR / "clients" / "python" / "README.md"
+    assert docs.doc_path("client") == readme  # the one file, not a copy under docs/
+    response = client.get("/docs/client.php", **kiwi_host)
+    assert response.status_code == 200
+    first_heading = next(line for line in readme.read_text().splitlines() if line.startswith("# "))
+    html = response.content.decode()
+    assert f">{first_heading.removeprefix('# ')}</h1>" in html
+    hrefs = [a["href"] for a in elements(response.content, "a")]
+    # Its relative links to docs/ (../../docs/agents.md) become links between the pages.
+    assert "/docs/agents.php" in hrefs and not any(".md" in href for href in hrefs)
+    assert "/docs/client.php" in [a["href"] for a in elements(client.get("/docs/agents.php").content, "a")]
+    assert "(http://kiwi.example/docs/client.php)" in client.get("/llms.txt", **kiwi_host).content.decode()

@@ -74,6 +74,8 @@ class Provider:
     kind = ""
     needs_api_key = True  # a self-hosted engine (ComfyUI, Ollama) may need only its base URL
     default_base_url = ""
+    # Whether `run` takes `on_text`, a callable it gives each piece of a text answer as the upstream sends it.
+    streams_text = False
 
     def __init__(self, config: ProviderConfig | None = None):
         self.config = config or ProviderConfig(slug=self.kind)

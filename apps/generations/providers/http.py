@@ -23,6 +23,8 @@ public. `trusted_host` names the one host that may use the allowlist (default ""
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import httpx
@@ -89,13 +91,48 @@ class UpstreamClient:
     ) -> httpx.Response:
         """Sends, retrying what may pass on a second try and cannot run twice; returns a 2xx response or raises
         ProviderError (UpstreamUnknownOutcome when a non-idempotent request may have been received)."""
+        response, _ = self._send(method, url, retries=retries, idempotent=idempotent, stream=False, **kwargs)
+        return response
+
+    @contextmanager
+    def stream(self, method: str, url: str, **kwargs) -> Iterator[Iterator[str]]:
+        """Sends as `request` does (the same retries, before any answer) and yields the lines of a 2xx answer as
+        they arrive: a server-sent event stream. Once the answer has begun the request was received, so a failure
+        while reading (a dropped connection, the deadline) is UpstreamUnknownOutcome, never sent again."""
+        response, started = self._send(method, url, retries=None, idempotent=False, stream=True, **kwargs)
+
+        def lines() -> Iterator[str]:
+            # The attempt that opened the stream has the client's timeout, reading included.
+            try:
+                with deadline(max(0.0, started + self.timeout - time.monotonic())):
+                    yield from response.iter_lines()
+            except (httpx.TransportError, FetchError) as exc:
+                reason = "stopped in the middle of its answer"
+                if isinstance(exc, httpx.TimeoutException):
+                    reason = "did not finish its answer in time"
+                raise UpstreamUnknownOutcome(self.provider, reason) from exc
+
+        try:
+            yield lines()
+        finally:
+            response.close()
+
+    def _send(
+        self, method: str, url: str, *, retries: int | None, idempotent: bool | None, stream: bool, **kwargs
+    ) -> tuple[httpx.Response, float]:
+        """The retry loop of `request` and `stream`: a 2xx response and when its attempt started (monotonic)."""
         retries = settings.UPSTREAM_RETRIES if retries is None else retries
         idempotent = method.upper() in IDEMPOTENT_METHODS if idempotent is None else idempotent
         for attempt in range(retries + 1):
             retry_after = None
+            started = time.monotonic()
             try:
                 with deadline(self.timeout):
-                    response = self._client.request(method, url, **kwargs)
+                    request = self._client.build_request(method, url, **kwargs)
+                    response = self._client.send(request, stream=stream)
+                    if stream and not response.is_success:
+                        response.read()  # the error body, for the message; then the connection is released
+                        response.close()
             except FetchError as exc:  # the guard refused the address
                 raise ProviderError(f"{self.provider}: {exc}", code="upstream_address_refused") from exc
             except httpx.InvalidURL as exc:  # a redirect to a URL httpx cannot parse (a data: URL…)
@@ -117,7 +154,7 @@ class UpstreamClient:
                 error = self._transport_error(exc)
             else:
                 if response.is_success:
-                    return response
+                    return response, started
                 error = self._status_error(response, idempotent=idempotent)
                 retry_after = response.headers.get("retry-after")
             if attempt == retries:

@@ -11,8 +11,13 @@ A route's `params["operation"]` picks the endpoint: `chat` (the default) → POS
 `image_url` → the `image` file); `rename`/`drop`/`fixed` in the params adjust the rest (input_for_upstream).
 Account options: `organization` (OpenAI-Organization header), `project` (OpenAI-Project), `headers` (extra
 headers, e.g. OpenRouter's HTTP-Referer / X-Title), `timeout_seconds`.
-Every call is synchronous. Errors come from UpstreamClient: 401/403 and other 4xx (content-policy rejections
-among them) are final, 429/503 and unreachable servers retryable; OpenAI's `{"error": {"message"}}` gives the
+Chat streams when the job wants its text as it comes (`on_text`, a streamed /v1 chat completion): the request
+carries `stream: true` (and `stream_options.include_usage`), the server-sent deltas go to `on_text` as they
+arrive, and the assembled text is the job's output as without streaming. A route with `params["stream"] = false`
+never streams (a server that cannot). A stream that breaks after it began is `upstream_unknown_outcome`: the
+upstream did (and may bill) the work.
+Every call is synchronous. Errors come from UpstreamClient: 401/403 and other 4xx (content-policy rejections among
+them) are final, 429/503 and unreachable servers retryable; OpenAI's `{"error": {"message"}}` gives the
 user's excerpt. At most once: OpenAI documents no idempotency key for these endpoints and no way to look a lost
 answer up, so a POST that may have been received (a read timeout, a dropped connection, a 5xx other than 503) is
 never sent again — an image may already have been made and paid for — and fails the route with
@@ -48,12 +53,13 @@ class OpenAIProvider(Provider):
     kind = "openai"
     needs_api_key = True
     default_base_url = "https://api.openai.com/v1"
+    streams_text = True
 
     @property
     def name(self) -> str:
         return "OpenAI"
 
-    def run(self, *, upstream_model: str, params: dict, input: dict) -> RunResult:
+    def run(self, *, upstream_model: str, params: dict, input: dict, on_text=None) -> RunResult:
         operation = params.get("operation", "chat")
         handlers = {
             "chat": self._chat,
@@ -67,6 +73,8 @@ class OpenAIProvider(Provider):
             )
         body = _openai_names(input_for_upstream(input, params), params, OPENAI_NAMES.get(operation, {}))
         with self._client() as client:
+            if operation == "chat" and on_text is not None and params.get("stream", True):
+                return self._chat_streamed(client, upstream_model, body, on_text)
             return handlers[operation](client, upstream_model, body)
 
     def _client(self) -> UpstreamClient:
@@ -89,10 +97,7 @@ class OpenAIProvider(Provider):
 
     # --- chat ---------------------------------------------------------------------------------------------
     def _chat(self, client: UpstreamClient, model: str, body: dict) -> RunResult:
-        prompt, system = body.pop("prompt", ""), body.pop("system", "")
-        messages = [{"role": "system", "content": system}] if system else []
-        messages.append({"role": "user", "content": prompt})
-        data = client.json("POST", "/chat/completions", json={**body, "model": model, "messages": messages})
+        data = client.json("POST", "/chat/completions", json=_chat_body(model, body))
         try:
             choice = data["choices"][0]
             message = choice["message"]
@@ -103,14 +108,58 @@ class OpenAIProvider(Provider):
             content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
         if not isinstance(content, str | None):
             raise self._malformed()
+        return self._chat_result(content, message.get("refusal"), choice.get("finish_reason"), data)
+
+    def _chat_streamed(self, client: UpstreamClient, model: str, body: dict, on_text) -> RunResult:
+        """The same answer read as server-sent chunks (OpenAI, vLLM, Ollama: `data: {chunk}` lines, then
+        `data: [DONE]`), each piece of text handed to `on_text` as it arrives."""
+        request = {**_chat_body(model, body), "stream": True, "stream_options": {"include_usage": True}}
+        pieces, refusal, finish_reason, usage, done = [], "", None, {}, False
+        with client.stream("POST", "/chat/completions", json=request) as lines:
+            for line in lines:
+                if not line.startswith("data:"):
+                    continue  # blank separators, comments, `event:` names
+                payload = line.removeprefix("data:").strip()
+                if payload == "[DONE]":
+                    done = True
+                    break
+                try:
+                    chunk = json.loads(payload)
+                except ValueError:
+                    raise self._broken("sent a chunk that is not JSON") from None
+                if not isinstance(chunk, dict):
+                    raise self._broken("sent a chunk that is not an object")
+                if chunk.get("error"):  # vLLM and others report a failure inside the stream
+                    error = chunk["error"]
+                    message = error.get("message") if isinstance(error, dict) else error
+                    raise ProviderError(
+                        f"{self.name} failed in the middle of its answer: {str(message)[:200]}", code="upstream_failed"
+                    )
+                if isinstance(chunk.get("usage"), dict):
+                    usage = chunk
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") if isinstance(choice, dict) else None
+                    if not isinstance(delta, dict):
+                        continue
+                    text = delta.get("content")
+                    if isinstance(text, str) and text:
+                        pieces.append(text)
+                        on_text(text)
+                    if isinstance(delta.get("refusal"), str):
+                        refusal += delta["refusal"]
+                    finish_reason = choice.get("finish_reason") or finish_reason
+        if not done and finish_reason is None:
+            raise self._broken("ended its answer before the end")
+        return self._chat_result("".join(pieces), refusal, finish_reason, usage)
+
+    def _chat_result(self, content: str | None, refusal, finish_reason, data: dict) -> RunResult:
         if not content:
-            if message.get("refusal"):
-                raise ProviderError(f"{self.name} declined: {str(message['refusal'])[:200]}", code="content_policy")
-            if choice.get("finish_reason") == "content_filter":
+            if refusal:
+                raise ProviderError(f"{self.name} declined: {str(refusal)[:200]}", code="content_policy")
+            if finish_reason == "content_filter":
                 raise ProviderError(f"{self.name}'s content filter blocked the answer.", code="content_policy")
             raise ProviderError(
-                f"{self.name} returned no text (finish reason: {choice.get('finish_reason') or 'none'}).",
-                code="upstream_empty",
+                f"{self.name} returned no text (finish reason: {finish_reason or 'none'}).", code="upstream_empty"
             )
         output = OutputData(
             type="text", content_type="text/plain", file_name="response.txt", text=content, content=content.encode()
@@ -204,6 +253,10 @@ class OpenAIProvider(Provider):
         )
         return RunResult(outputs=[output], usage={"characters": len(str(body.get("input", "")))})
 
+    def _broken(self, what: str) -> ProviderError:
+        # Final: the upstream received the request and worked on it; running it again elsewhere pays twice.
+        return ProviderError(f"{self.name} {what}; it was not sent again.", code="upstream_unknown_outcome")
+
     def _malformed(self) -> ProviderError:
         return ProviderError(f"{self.name} answered with a malformed body.", retryable=True, code="upstream_malformed")
 
@@ -218,6 +271,15 @@ class OpenAICompatibleProvider(OpenAIProvider):
     @property
     def name(self) -> str:
         return (self.config.options or {}).get("name") or self.config.slug or "The OpenAI-compatible server"
+
+
+def _chat_body(model: str, body: dict) -> dict:
+    """Our chat input (`prompt`, `system`, the rest as OpenAI names it) as a /chat/completions request."""
+    body = dict(body)
+    prompt, system = body.pop("prompt", ""), body.pop("system", "")
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": prompt})
+    return {**body, "model": model, "messages": messages}
 
 
 def _openai_names(body: dict, params: dict, names: dict) -> dict:
