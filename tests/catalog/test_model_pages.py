@@ -311,7 +311,7 @@ def test_the_client_and_cli_samples_pass_each_seeded_models_example_as_the_clien
 
     from kiwiwhale_client.cli import input_parse, parser_build
 
-    from apps.site import snippets
+    from apps.catalog import snippets
 
     for model in AIModel.objects.filter(enabled=True):
         example = schema_form.example_input(model)
