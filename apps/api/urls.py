@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from apps.accounts.apis import AgentRegisterApi
+from apps.accounts.apis import AgentRegisterApi, KeyListApi, KeyRevokeApi, KeyRotateApi, KeyUpdateApi
 from apps.affiliates.apis import AffiliateApi, AffiliateConvertApi, AffiliatePayoutApi
 from apps.billing.apis import (
     AutoTopupApi,
@@ -50,6 +50,10 @@ urlpatterns = [
     path("showroom_remix.php", PublicationRemixApi.as_view(), name="showroom_remix"),
     path("webhook_secret.php", WebhookSecretApi.as_view(), name="webhook_secret"),
     path("webhook_deliveries.php", WebhookDeliveryListApi.as_view(), name="webhook_deliveries"),
+    path("keys.php", KeyListApi.as_view(), name="keys"),
+    path("key_update.php", KeyUpdateApi.as_view(), name="key_update"),
+    path("key_revoke.php", KeyRevokeApi.as_view(), name="key_revoke"),
+    path("key_rotate.php", KeyRotateApi.as_view(), name="key_rotate"),
     # Clean aliases.
     path("agent_register", AgentRegisterApi.as_view()),
     path("credits", CreditsApi.as_view()),
@@ -73,4 +77,8 @@ urlpatterns = [
     path("showroom_remix", PublicationRemixApi.as_view()),
     path("webhook_secret", WebhookSecretApi.as_view()),
     path("webhook_deliveries", WebhookDeliveryListApi.as_view()),
+    path("keys", KeyListApi.as_view()),
+    path("key_update", KeyUpdateApi.as_view()),
+    path("key_revoke", KeyRevokeApi.as_view()),
+    path("key_rotate", KeyRotateApi.as_view()),
 ]
