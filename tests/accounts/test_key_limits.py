@@ -85,7 +85,7 @@ def test_a_finished_job_counts_what_it_was_charged(catalog, alice):
 
 
 def test_the_periods_are_utc_days_and_months_and_total_is_for_life(catalog, alice):
-    key, raw = api_key_create(user=alice, spend_limit_day_micro=10_000, spend_limit_total_micro=20_000)
+    _, raw = api_key_create(user=alice, spend_limit_day_micro=10_000, spend_limit_total_micro=20_000)
     client = api(raw)
     generate(client)
     assert generate(client).json()["limit"] == "day"

@@ -199,7 +199,7 @@ def test_limit_changes_take_effect_at_once_though_the_key_was_cached(alice):
 
 
 def test_an_expired_key_is_refused_with_its_own_code_though_it_was_cached(alice, monkeypatch):
-    key, raw = api_key_create(user=alice, expires_at=timezone.now() + timedelta(seconds=30))
+    _, raw = api_key_create(user=alice, expires_at=timezone.now() + timedelta(seconds=30))
     assert api(raw).get("/api/v1/credits.php").status_code == 200  # cached, with its expiry
     later = timezone.now() + timedelta(seconds=31)
     monkeypatch.setattr(timezone, "now", lambda: later)  # the clock moves on (a test cannot wait 30 s)
