@@ -10,6 +10,7 @@ from apps.accounts.services import (
     allowed_ips_clean,
     allowed_models_clean,
     api_key_create,
+    api_key_find,
     api_key_manageable,
     api_key_revoke,
     api_key_rotate,
@@ -177,13 +178,11 @@ def key_row(key: ApiKey, used: dict) -> dict:
     }
 
 
-def _key_find(request, key_id) -> ApiKey:
+def key_find(request, key_id) -> ApiKey:
     """A key the caller may manage, by id or prefix; 404 for any other (another account's keys do not exist)."""
-    keys = api_key_manageable(user=request.user, by=_calling_key(request))
-    text = str(key_id).strip()
-    key = keys.filter(pk=int(text)).first() if text.isdigit() else keys.filter(prefix=text.rstrip("…")).first()
+    key = api_key_find(user=request.user, by=_calling_key(request), ident=key_id)
     if key is None:
-        raise ApiError(404, "not_found", f"No key {text!r} you can manage.")
+        raise ApiError(404, "not_found", f"No key {str(key_id).strip()!r} you can manage.")
     return key
 
 
@@ -255,7 +254,7 @@ class KeyUpdateApi(APIView):
     )
     def post(self, request):
         data = dict(body_validate(self.InputSerializer, request.data))
-        key = _key_find(request, data.pop("key_id"))
+        key = key_find(request, data.pop("key_id"))
         for field in ("allowed_models", "allowed_ips"):
             if field in data and data[field] is None:
                 data[field] = []
@@ -278,7 +277,7 @@ class KeyRevokeApi(APIView):
     )
     def post(self, request):
         data = body_validate(self.InputSerializer, request.data)
-        key = _key_find(request, data["key_id"])
+        key = key_find(request, data["key_id"])
         api_key_revoke(key=key)
         key.refresh_from_db()
         return Response({"success": True, "key": keys_body([key])[0]})
@@ -312,7 +311,7 @@ class KeyRotateApi(APIView):
     )
     def post(self, request):
         data = body_validate(self.InputSerializer, request.data)
-        key = _key_find(request, data["key_id"])
+        key = key_find(request, data["key_id"])
         if not key.is_active or key.is_expired():
             raise ApiError(409, "key_not_active", "Only a key that is neither revoked nor expired can be rotated.")
         new_key, raw = api_key_rotate(key=key, grace_seconds=data["grace_seconds"])

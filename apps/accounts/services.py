@@ -179,6 +179,13 @@ def api_key_manageable(*, user: User, by: ApiKey | None):
     return keys if by is None else keys.filter(lineage__startswith=by.lineage)
 
 
+def api_key_find(*, user: User, by: ApiKey | None, ident) -> ApiKey | None:
+    """A key the caller may manage, by id or by prefix (`kw_` and 8 characters, an ellipsis allowed)."""
+    keys = api_key_manageable(user=user, by=by)
+    text = str(ident).strip()
+    return keys.filter(pk=int(text)).first() if text.isdigit() else keys.filter(prefix=text.rstrip("…")).first()
+
+
 @transaction.atomic
 def api_key_update(*, key: ApiKey, by: ApiKey | None = None, name: str | None = None, **limits) -> ApiKey:
     """Changes a key's name and limits at once for every process (the cache forgets it). From a key, only keys

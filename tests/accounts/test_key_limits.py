@@ -155,3 +155,25 @@ def test_a_key_without_limits_adds_no_query_and_a_limited_key_two(catalog, alice
     # The lock on the key's lineage, and one aggregate of its jobs' spend and running count.
     assert len(limited) == len(unlimited) + 2, [q["sql"][:90] for q in limited.captured_queries]
     assert sum("FOR UPDATE" in q["sql"] and "accounts_apikey" in q["sql"] for q in limited.captured_queries) == 1
+
+
+def test_usage_can_be_filtered_to_one_key(catalog, alice, alice_api):
+    key, raw = api_key_create(user=alice, name="one")
+    job_id = generate(api(raw)).json()["job_id"]
+    other = generate(alice_api).json()["job_id"]
+    session = APIClient()
+    session.force_login(alice)
+    for client, ident in ((session, key.pk), (session, key.prefix), (api(raw), key.pk)):
+        body = client.get("/api/v1/usage.php", {"key": ident}).json()
+        assert {entry["reference"] for entry in body["entries"]} == {job_id}, body
+        assert body["key"]["prefix"] == key.prefix and body["key"]["spend"]["total"] == 0.01
+        assert body["payments"] == []
+    everything = {entry["reference"] for entry in alice_api.get("/api/v1/usage.php").json()["entries"]}
+    assert {job_id, other} <= everything and "key" not in alice_api.get("/api/v1/usage.php").json()
+    # A key may look only at itself and the keys it made.
+    assert alice_api.get("/api/v1/usage.php", {"key": key.pk}).status_code == 404
+    csv = session.get("/api/v1/usage.php", {"key": key.pk, "export": "csv"})
+    text = b"".join(csv.streaming_content).decode()
+    assert job_id in text and other not in text
+    missing = alice_api.get("/api/v1/usage.php", {"key": "kw_nothere"})
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
