@@ -129,3 +129,12 @@ def _next_month(month_start: datetime) -> datetime:
         if month_start.month == 12
         else (month_start.replace(month=month_start.month + 1))
     )
+
+
+def keys_with_spend(keys) -> list[ApiKey]:
+    """The keys, each with `.spend` ({"day", "month", "total", "active"}, micro-credits), in one query."""
+    keys = list(keys)
+    usage = lineage_usage(lineages=[key.lineage for key in keys])
+    for key in keys:
+        key.spend = usage[key.lineage]
+    return keys

@@ -1,7 +1,6 @@
 import functools
 import json
 
-from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -16,10 +15,12 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from apps.accounts import services as accounts_services
+from apps.accounts.forms import ApiKeyCreateForm
 from apps.accounts.models import ApiKey
 from apps.billing.services import InsufficientCredits
 from apps.catalog.models import AIModel, Category
 from apps.catalog.services import InvalidInput, ModelUnavailable
+from apps.generations.key_limits import keys_with_spend
 from apps.generations.models import Job
 from apps.generations.providers import provider_keys_available
 from apps.generations.services import JobNotFinished, job_cancel, job_delete, job_retry
@@ -41,7 +42,7 @@ CATEGORY_ICONS = {
     "tools": "tool",
 }
 GENERATIONS_PAGE_SIZE = 20
-API_KEYS_ACTIVE_MAX = 50
+API_KEYS_ACTIVE_MAX = accounts_services.API_KEYS_ACTIVE_MAX
 
 
 def _servable_models():
@@ -398,15 +399,6 @@ def generation_cancel(request):
 # --- API keys ----------------------------------------------------------------------------------------------
 
 
-class ApiKeyCreateForm(forms.Form):
-    name = forms.CharField(
-        max_length=100,
-        required=False,
-        strip=True,
-        help_text="What uses this key, e.g. “my research agent”. Optional.",
-    )
-
-
 NEW_KEY_SESSION = "api_key_new"
 
 
@@ -420,16 +412,18 @@ def api_key_list(request):
         form = ApiKeyCreateForm(request.POST)
         if not form.is_valid():
             status = 400
-        elif ApiKey.objects.active().filter(user=request.user).count() >= API_KEYS_ACTIVE_MAX:
-            form.add_error(None, f"You have {API_KEYS_ACTIVE_MAX} active keys; revoke one before creating another.")
-            status = 400
         else:
             name = form.cleaned_data["name"] or "default"
-            created, raw_key = accounts_services.api_key_create(user=request.user, name=name)
-            request.session[NEW_KEY_SESSION] = {"id": created.pk, "raw": raw_key}
-            return redirect(reverse("site:api_key"), permanent=False)
+            try:
+                created, raw_key = accounts_services.api_key_create(user=request.user, name=name, **form.limits())
+            except accounts_services.KeyRefused as exc:
+                form.add_error(None, str(exc))
+                status = 400
+            else:
+                request.session[NEW_KEY_SESSION] = {"id": created.pk, "raw": raw_key}
+                return redirect(reverse("site:api_key"), permanent=False)
     new_key = request.session.pop(NEW_KEY_SESSION, None) if request.method == "GET" else None
-    keys = ApiKey.objects.filter(user=request.user).order_by("revoked_at", "-created_at")
+    keys = keys_with_spend(ApiKey.objects.filter(user=request.user).order_by("revoked_at", "-created_at"))
     created = next((key for key in keys if new_key and key.pk == new_key.get("id")), None)
     raw_key = new_key["raw"] if created is not None else None
     context = {
