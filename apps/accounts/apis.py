@@ -86,7 +86,7 @@ class KeyLimitsSerializer(serializers.Serializer):
         child=serializers.ChoiceField(choices=SCOPES),
         required=False,
         max_length=len(SCOPES),
-        help_text="Any of generate, billing, keys (default all; never more than the calling key's).",
+        help_text="Any of generate, billing, keys (default: all, or the calling key's own; never more).",
     )
     spend_limit_day_credits = CreditsField(
         source="spend_limit_day_micro", required=False, allow_null=True, help_text="Per UTC day."

@@ -164,6 +164,8 @@ def api_key_create(*, user: User, name: str = "default", by: ApiKey | None = Non
     `by`: the key that asks (None for the owner's session or the admin). Its new key may not be looser than itself
     and joins its lineage, so what the new key spends counts against `by`'s limits as well."""
     if by is not None:
+        if limits.get("scopes") is None:
+            limits["scopes"] = list(by.scopes)  # by default a key makes keys that can do what it can
         api_key_limits_within(limits=limits, holder=by)
     if ApiKey.objects.active().filter(user=user).count() >= API_KEYS_ACTIVE_MAX:
         raise KeyRefused(
