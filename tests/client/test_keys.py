@@ -4,13 +4,13 @@ import os
 import subprocess
 from decimal import Decimal
 
-import pytest
-
 import kiwiwhale_client
+import pytest
+from kiwiwhale_client import AsyncKiwiWhale, KiwiWhale
+
 from apps.accounts.models import ApiKey
 from apps.accounts.services import api_key_create
 from apps.generations.models import Job
-from kiwiwhale_client import AsyncKiwiWhale, KiwiWhale
 from tests.client.conftest import KIWIWHALE, run_async
 from tests.conftest import make_user
 
