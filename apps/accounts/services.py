@@ -65,6 +65,7 @@ NUMERIC_LIMITS = (
     "concurrency_limit",
 )
 API_KEYS_ACTIVE_MAX = 50  # per account: a key with the `keys` scope cannot fill the table
+API_KEY_DEPTH_MAX = 10  # keys made by keys made by keys…: the lineage column holds this many ids
 
 
 def allowed_ips_clean(values) -> list[str]:
@@ -167,6 +168,8 @@ def api_key_create(*, user: User, name: str = "default", by: ApiKey | None = Non
         if limits.get("scopes") is None:
             limits["scopes"] = list(by.scopes)  # by default a key makes keys that can do what it can
         api_key_limits_within(limits=limits, holder=by)
+        if len(by.lineage_ids) >= API_KEY_DEPTH_MAX:
+            raise KeyRefused("too_many_keys", f"Keys made by keys nest at most {API_KEY_DEPTH_MAX} levels deep.")
     if ApiKey.objects.active().filter(user=user).count() >= API_KEYS_ACTIVE_MAX:
         raise KeyRefused(
             "too_many_keys", f"This account has {API_KEYS_ACTIVE_MAX} active keys; revoke one before creating another."
@@ -185,7 +188,9 @@ def api_key_find(*, user: User, by: ApiKey | None, ident) -> ApiKey | None:
     """A key the caller may manage, by id or by prefix (`kw_` and 8 characters, an ellipsis allowed)."""
     keys = api_key_manageable(user=user, by=by)
     text = str(ident).strip()
-    return keys.filter(pk=int(text)).first() if text.isdigit() else keys.filter(prefix=text.rstrip("…")).first()
+    if text.isdigit():
+        return keys.filter(pk=int(text)).first() if len(text) <= 18 else None  # a bigint holds 18 digits
+    return keys.filter(prefix=text.rstrip("…")).first()
 
 
 @transaction.atomic

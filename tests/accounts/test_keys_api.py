@@ -255,3 +255,13 @@ def test_it_caps_the_active_keys_of_an_account(alice, monkeypatch):
     assert create(api(raw)).status_code == 201
     response = create(api(raw))
     assert response.status_code == 409 and response.json()["error"] == "too_many_keys"
+
+
+def test_keys_nest_at_most_ten_deep_and_a_huge_id_is_just_not_found(alice):
+    _, raw = api_key_create(user=alice)
+    for _ in range(9):
+        raw = create(api(raw), name="deeper").json()["api_key"]
+    response = create(api(raw), name="too deep")
+    assert response.status_code == 409 and response.json()["error"] == "too_many_keys"
+    huge = api(raw).post("/api/v1/key_revoke.php", {"key_id": "9" * 30}, format="json")
+    assert huge.status_code == 404

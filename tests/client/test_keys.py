@@ -36,7 +36,7 @@ def test_the_client_creates_lists_updates_rotates_and_revokes_keys(web_server, o
         sub = created["key"]
         assert created["api_key"].startswith(sub["prefix"]) and sub["scopes"] == ["generate"]
         assert sub["spend_limit_total_credits"] == 0 and sub["spend"]["total"] == 0
-        assert {key["name"] for key in client.keys()} == {"main", "sub-agent"}  # its own lineage
+        assert {key["name"] for key in client.key_list()} == {"main", "sub-agent"}  # its own lineage
         # The sub-agent's key is refused over its budget, as a typed error, and cannot top up.
         with KiwiWhale(created["api_key"], base_url=web_server, max_retries=0) as sub_client:
             with pytest.raises(kiwiwhale_client.KeyLimitReached) as caught:
@@ -69,7 +69,7 @@ def test_the_async_client_manages_keys_too(web_server, owner):
     async def flow():
         async with AsyncKiwiWhale(owner.raw_key, base_url=web_server, max_retries=0) as client:
             created = await client.key_create("async", rpm_limit=10, expires_at="2099-01-01T00:00:00Z")
-            listed = await client.keys()
+            listed = await client.key_list()
             updated = await client.key_update(created["key"]["id"], name="renamed", rpm_limit=None)
             rotated = await client.key_rotate(created["key"]["id"])
             revoked = await client.key_revoke(rotated["key"]["id"])

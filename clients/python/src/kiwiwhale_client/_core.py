@@ -222,7 +222,7 @@ class Operations:
 
     # --- keys ------------------------------------------------------------------------------------------------
 
-    def keys(self) -> Flow[Any]:
+    def key_list(self) -> Flow[Any]:
         return (yield from self._json(Call("GET", "keys.php")))["keys"]
 
     def key_create(self, limits: Mapping[str, Any]) -> Flow[Any]:

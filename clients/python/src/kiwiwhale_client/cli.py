@@ -334,7 +334,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     with _client(args) as client:
         action = args.action or "list"
         if action == "list":
-            keys = client.keys()
+            keys = client.key_list()
             if args.json:
                 _print_json(keys)
             for key in [] if args.json else keys:

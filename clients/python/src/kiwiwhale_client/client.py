@@ -159,9 +159,9 @@ class KiwiWhale(_Client):
         return self._run(self._ops.webhook_secret(rotate=rotate))
 
     # keys
-    def keys(self) -> list[ApiKey]:
+    def key_list(self) -> list[ApiKey]:
         """The keys this caller may manage (a key: itself and the keys it made), with limits and spend."""
-        return self._run(self._ops.keys())
+        return self._run(self._ops.key_list())
 
     def key_create(
         self,
@@ -391,9 +391,9 @@ class AsyncKiwiWhale(_Client):
         return await self._run(self._ops.webhook_secret(rotate=rotate))
 
     # keys
-    async def keys(self) -> list[ApiKey]:
+    async def key_list(self) -> list[ApiKey]:
         """The keys this caller may manage (a key: itself and the keys it made), with limits and spend."""
-        return await self._run(self._ops.keys())
+        return await self._run(self._ops.key_list())
 
     async def key_create(
         self,
