@@ -123,7 +123,11 @@ def api_key_limits_within(*, limits: dict, holder: ApiKey) -> None:
         own = getattr(holder, field)
         asked = limits.get(field)
         if own is not None and (asked is None or asked > own):
-            raise KeyRefused("key_escalation", f"{_limit_label(field)} may not exceed this key's own.", field=field)
+            raise KeyRefused(
+                "key_escalation",
+                f"{_limit_label(field)} may not exceed this key's own.",
+                field=field.replace("_micro", "_credits"),  # the name the API takes it by
+            )
     if holder.expires_at is not None and (limits.get("expires_at") is None or limits["expires_at"] > holder.expires_at):
         raise KeyRefused("key_escalation", "The key may not outlive this key (expires_at).", field="expires_at")
     if holder.allowed_models and not (

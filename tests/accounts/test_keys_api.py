@@ -97,8 +97,8 @@ def test_a_key_cannot_mint_a_key_with_scopes_or_limits_beyond_its_own(alice):
     }
     escalations = [
         ({"scopes": ["generate", "billing"]}, "scopes"),
-        ({"spend_limit_day_credits": 3}, "spend_limit_day_micro"),
-        ({"spend_limit_day_credits": None}, "spend_limit_day_micro"),
+        ({"spend_limit_day_credits": 3}, "spend_limit_day_credits"),
+        ({"spend_limit_day_credits": None}, "spend_limit_day_credits"),
         ({"allowed_models": ["z-image"]}, "allowed_models"),
         ({"allowed_models": []}, "allowed_models"),
         ({"allowed_ips": ["0.0.0.0/0"]}, "allowed_ips"),

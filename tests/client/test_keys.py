@@ -52,7 +52,7 @@ def test_the_client_creates_lists_updates_rotates_and_revokes_keys(web_server, o
         with KiwiWhale(manager["api_key"], base_url=web_server, max_retries=0) as manager_client:
             with pytest.raises(kiwiwhale_client.KeyEscalation) as escalation:
                 manager_client.key_create("unbounded")  # no day limit: looser than its own
-            assert escalation.value.field == "spend_limit_day_micro" and escalation.value.status == 403
+            assert escalation.value.field == "spend_limit_day_credits" and escalation.value.status == 403
             assert (
                 manager_client.key_create("bounded", spend_limit_day_credits="0.5")["key"]["parent_id"]
                 == (manager["key"]["id"])
