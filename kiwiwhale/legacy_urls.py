@@ -11,7 +11,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerSplitView
 
 from apps.accounts import views as accounts
-from apps.accounts.apis import AgentRegisterApi
+from apps.accounts.apis import AgentRegisterApi, KeyListApi, KeyRevokeApi, KeyRotateApi, KeyUpdateApi
 from apps.affiliates import views as affiliates
 from apps.affiliates.apis import AffiliateApi, AffiliateConvertApi, AffiliatePayoutApi
 from apps.billing import views as billing
@@ -98,6 +98,10 @@ API_ENDPOINTS = [
     ("showroom_remix", PublicationRemixApi.as_view()),
     ("webhook_secret", WebhookSecretApi.as_view()),
     ("webhook_deliveries", WebhookDeliveryListApi.as_view()),
+    ("keys", KeyListApi.as_view()),
+    ("key_update", KeyUpdateApi.as_view()),
+    ("key_revoke", KeyRevokeApi.as_view()),
+    ("key_rotate", KeyRotateApi.as_view()),
 ]
 
 

@@ -294,7 +294,10 @@ REST_FRAMEWORK = {
         "apps.accounts.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "apps.api.permissions.KeyScopePermission",  # after authentication, which admits the key
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["apps.api.parsers.JSONParser"],  # + NUL, surrogates and depth checked
     "EXCEPTION_HANDLER": "apps.api.exceptions.exception_handler",

@@ -7,9 +7,16 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.template.response import TemplateResponse
 
 from apps.accounts.models import ApiKey, User
-from apps.accounts.services import api_key_revoke
+from apps.accounts.services import (
+    allowed_ips_clean,
+    allowed_models_clean,
+    api_key_revoke,
+    api_key_update,
+    scopes_clean,
+)
 from apps.billing import money
 from apps.billing.services import credits_grant
+from apps.generations.key_limits import keys_with_spend
 
 
 class GrantCreditsForm(forms.Form):
@@ -79,14 +86,121 @@ class UserAdmin(BaseUserAdmin):
         return TemplateResponse(request, "admin/accounts/grant_credits.html", context)
 
 
+class ApiKeyAdminForm(forms.ModelForm):
+    """Limits in credits for the operator; stored as micro-credits, checked as the API checks them."""
+
+    spend_limit_day = forms.CharField(required=False, label="Spend limit per UTC day (credits)")
+    spend_limit_month = forms.CharField(required=False, label="Spend limit per UTC month (credits)")
+    spend_limit_total = forms.CharField(required=False, label="Spend limit in total (credits)")
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scopes", "allowed_models", "allowed_ips", "rpm_limit", "concurrency_limit", "expires_at"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for period in ("day", "month", "total"):
+            micro = getattr(self.instance, f"spend_limit_{period}_micro")
+            self.initial[f"spend_limit_{period}"] = money.format_credits(micro) if micro is not None else ""
+
+    def _micro(self, name: str):
+        text = (self.cleaned_data.get(name) or "").strip()
+        if not text:
+            return None
+        try:
+            micro = money.credits_to_micro(text)
+        except money.InvalidAmount as exc:
+            raise forms.ValidationError(str(exc)) from None
+        if micro < 0:
+            raise forms.ValidationError("Give 0 or more credits.")
+        return micro
+
+    def clean_spend_limit_day(self):
+        return self._micro("spend_limit_day")
+
+    def clean_spend_limit_month(self):
+        return self._micro("spend_limit_month")
+
+    def clean_spend_limit_total(self):
+        return self._micro("spend_limit_total")
+
+    def clean_scopes(self):
+        try:
+            return scopes_clean(self.cleaned_data["scopes"] or [])
+        except (ValueError, TypeError) as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_allowed_models(self):
+        try:
+            return allowed_models_clean(self.cleaned_data["allowed_models"] or [])
+        except (ValueError, TypeError) as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_allowed_ips(self):
+        try:
+            return allowed_ips_clean(self.cleaned_data["allowed_ips"] or [])
+        except (ValueError, TypeError) as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "revoked_at"]
+    form = ApiKeyAdminForm
+    list_display = ["prefix", "name", "user", "scopes", "limits", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
     search_fields = ["prefix", "name", "user__username", "user__email"]
-    readonly_fields = ["user", "prefix", "created_at", "last_used_at", "revoked_at"]
-    exclude = ["key_hash"]
+    readonly_fields = ["user", "prefix", "lineage", "created_at", "last_used_at", "revoked_at", "spend"]
+    fieldsets = [
+        (None, {"fields": ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at", "lineage"]}),
+        (
+            "Limits (empty: none)",
+            {
+                "fields": [
+                    "scopes",
+                    "spend_limit_day",
+                    "spend_limit_month",
+                    "spend_limit_total",
+                    "allowed_models",
+                    "allowed_ips",
+                    "rpm_limit",
+                    "concurrency_limit",
+                    "expires_at",
+                    "spend",
+                ]
+            },
+        ),
+    ]
     actions = ["revoke"]
+
+    def save_model(self, request, obj, form, change):
+        # Through the service, so every web process forgets the cached key at once.
+        limits = {field: form.cleaned_data[field] for field in ApiKeyAdminForm.Meta.fields if field != "name"}
+        for period in ("day", "month", "total"):
+            limits[f"spend_limit_{period}_micro"] = form.cleaned_data[f"spend_limit_{period}"]
+        api_key_update(key=obj, name=form.cleaned_data["name"], **limits)
+
+    @admin.display(description="Limits")
+    def limits(self, key):
+        parts = [
+            f"{label} ≤ {money.format_credits(value)}"
+            for label, value in (
+                ("day", key.spend_limit_day_micro),
+                ("month", key.spend_limit_month_micro),
+                ("total", key.spend_limit_total_micro),
+            )
+            if value is not None
+        ]
+        parts += [f"{key.rpm_limit}/min"] if key.rpm_limit else []
+        parts += [f"{key.concurrency_limit} at once"] if key.concurrency_limit else []
+        parts += ["models"] if key.allowed_models else []
+        parts += ["IPs"] if key.allowed_ips else []
+        return ", ".join(parts) or "—"
+
+    @admin.display(description="Spend (credits: today / month / total; jobs running)")
+    def spend(self, key):
+        used = keys_with_spend([key])[0].spend
+        day, month, total = (money.format_credits(used[name]) for name in ("day", "month", "total"))
+        return f"{day} / {month} / {total}; {used['active']} running"
 
     def has_add_permission(self, request):
         return False  # keys are created by their owner, who alone sees the raw key

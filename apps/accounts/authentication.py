@@ -1,7 +1,8 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from apps.accounts.services import api_key_authenticate
+from apps.accounts.services import api_key_admit, api_key_authenticate
+from kiwiwhale.lib.ratelimit import client_ip
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -19,6 +20,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         key = api_key_authenticate(raw.strip())
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        api_key_admit(key=key, client_ip=client_ip(request))  # KeyRefused: the exception handler answers it
         return key.user, key
 
     def authenticate_header(self, request):

@@ -13,9 +13,8 @@ from apps.accounts import services
 from apps.accounts.forms import ApiKeyCreateForm, DeactivateForm, ProfileForm
 from apps.accounts.models import ApiKey
 from apps.accounts.services import account_deactivate, profile_update
+from apps.generations.key_limits import keys_with_spend
 from kiwiwhale.lib.urls import instance_base_url
-
-API_KEYS_ACTIVE_MAX = 50
 
 
 @login_required
@@ -75,16 +74,18 @@ def api_key_list(request):
         form = ApiKeyCreateForm(request.POST)
         if not form.is_valid():
             status = 400
-        elif ApiKey.objects.active().filter(user=request.user).count() >= API_KEYS_ACTIVE_MAX:
-            form.add_error(None, f"You have {API_KEYS_ACTIVE_MAX} active keys; revoke one before creating another.")
-            status = 400
         else:
             name = form.cleaned_data["name"] or "default"
-            created, raw_key = services.api_key_create(user=request.user, name=name)
-            request.session[NEW_KEY_SESSION] = {"id": created.pk, "raw": raw_key}
-            return redirect(reverse("api_key"), permanent=False)
+            try:
+                created, raw_key = services.api_key_create(user=request.user, name=name, **form.limits())
+            except services.KeyRefused as exc:
+                form.add_error(None, str(exc))
+                status = 400
+            else:
+                request.session[NEW_KEY_SESSION] = {"id": created.pk, "raw": raw_key}
+                return redirect(reverse("api_key"), permanent=False)
     new_key = request.session.pop(NEW_KEY_SESSION, None) if request.method == "GET" else None
-    keys = ApiKey.objects.filter(user=request.user).order_by("revoked_at", "-created_at")
+    keys = keys_with_spend(ApiKey.objects.filter(user=request.user).order_by("revoked_at", "-created_at"))
     created = next((key for key in keys if new_key and key.pk == new_key.get("id")), None)
     raw_key = new_key["raw"] if created is not None else None
     context = {

@@ -6,6 +6,7 @@ from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 
+from apps.accounts.services import KeyRefused
 from apps.billing import money, stripe_gateway
 from apps.billing.services import (
     AuthenticationRequired,
@@ -45,6 +46,8 @@ def exception_handler(exc, context):
     request = context.get("request")
     if isinstance(exc, ApiError):
         return error_response(exc.status_code, exc.code, exc.message, **exc.extra)
+    if isinstance(exc, KeyRefused):
+        return _key_refused(exc)
     if isinstance(exc, InsufficientCredits):
         return error_response(
             402,
@@ -104,6 +107,27 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.APIException):
         return error_response(exc.status_code, exc.default_code, str(exc.detail))
     return None
+
+
+# Key rules carry no HTTP status either (apps/accounts/services.KeyRefused); their statuses of the contract.
+KEY_STATUSES = {
+    "key_expired": 401,
+    "ip_not_allowed": 403,
+    "insufficient_scope": 403,
+    "forbidden_model": 403,
+    "key_limit_reached": 403,  # a spend limit; concurrency answers 429 with Retry-After
+    "key_escalation": 403,
+    "too_many_keys": 409,
+    "rate_limited": 429,
+}
+
+
+def _key_refused(exc: KeyRefused) -> Response:
+    status = 429 if exc.retry_after else KEY_STATUSES[exc.code]
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    if status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="api", error="invalid_token"'}
+    return error_response(status, exc.code, str(exc), headers=headers, **exc.extra)
 
 
 def _billing_error(exc, request) -> Response:

@@ -9,6 +9,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.apis import KeySerializer, key_find, keys_body
 from apps.api.exceptions import ApiError
 from apps.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from apps.api.idempotency import idempotent
@@ -29,6 +30,7 @@ from apps.billing.services import (
     topup_charge,
     wallet_get,
 )
+from apps.generations.models import Job
 from kiwiwhale.lib.ratelimit import client_ip
 
 MONEY_SCHEMA = {"type": "object", "properties": {"amount": {"type": "number"}, "currency": {"type": "string"}}}
@@ -458,6 +460,7 @@ class UsageApi(APIView):
         entries = EntrySerializer(many=True, help_text="Ledger entries, newest first.")
         next_cursor = serializers.CharField(allow_null=True, help_text="Pass as `cursor` for older entries.")
         payments = PaymentSerializer(many=True, help_text="Card payments (receipts), newest first.")
+        key = KeySerializer(required=False, help_text="With `key`: that key, its limits and spend.")
 
     @extend_schema(
         operation_id="usage",
@@ -467,16 +470,27 @@ class UsageApi(APIView):
             OpenApiParameter("cursor", str, required=False),
             OpenApiParameter("kind", str, enum=LedgerEntry.Kind.values, required=False),
             OpenApiParameter("export", str, enum=["csv"], required=False, description="csv: every entry, as CSV."),
+            OpenApiParameter(
+                "key",
+                str,
+                required=False,
+                description="A key's id or prefix: only the entries of its jobs (and of the keys it made).",
+            ),
         ],
         responses={
             (200, "application/json"): OutputSerializer,
             (200, "text/csv"): OpenApiTypes.STR,
-            **error_responses(400, 401),
+            **error_responses(400, 401, 404),
         },
     )
     def get(self, request):
         params = request.query_params
         entries = LedgerEntry.objects.filter(wallet__user=request.user).order_by("-id")
+        key = key_find(request, params["key"]) if params.get("key") else None
+        if key is not None:
+            entries = entries.filter(
+                reference__in=Job.objects.filter(api_key__lineage__startswith=key.lineage).values("pk")
+            )
         kind = params.get("kind", "")
         if kind:
             if kind not in LedgerEntry.Kind.values:
@@ -499,9 +513,12 @@ class UsageApi(APIView):
             "balance_micro": wallet_get(user=request.user).balance_micro,
             "entries": page,
             "next_cursor": str(page[-1].pk) if more else None,
-            "payments": Payment.objects.filter(user=request.user)[:50] if not cursor else [],
+            "payments": Payment.objects.filter(user=request.user)[:50] if not (cursor or key) else [],
         }
-        return Response(self.OutputSerializer(body).data)
+        data = self.OutputSerializer(body).data
+        if key is not None:
+            data["key"] = keys_body([key])[0]
+        return Response(data)
 
 
 class _Echo:

@@ -17,6 +17,7 @@ from django.utils.module_loading import import_string
 from apps.billing.services import hold_place, hold_refund, hold_release, hold_settle
 from apps.catalog.models import AIModel, ModelRoute
 from apps.catalog.services import ModelUnavailable, input_validate, provider_health_record
+from apps.generations.key_limits import job_key_limits_check
 from apps.generations.models import Job, Output, job_id_new
 from apps.generations.providers import (
     LOCAL,
@@ -83,6 +84,7 @@ def job_create(
         free_work_check(user=user)
     job_id = job_id_new()
     with transaction.atomic():
+        job_key_limits_check(api_key=api_key, model=model, cost_micro=cost_micro)  # its locks last until commit
         hold = hold_place(
             user=user,
             amount_micro=cost_micro,

@@ -35,7 +35,7 @@ ENDPOINTS = {
         "autonomous_billing",
     ),
     "/agent_autotopup.php": ("Read (GET) or set (POST) auto top-up (fixed or buffer mode).", "autonomous_billing"),
-    "/usage.php": ("Ledger entries and receipts, newest first (?export=csv).", "credits"),
+    "/usage.php": ("Ledger entries and receipts, newest first (?export=csv, ?key= for one key).", "credits"),
     "/redeem.php": ("Redeem a code for credits: {code}.", "credits"),
     "/payment_methods.php": ("The saved cards.", "autonomous_billing"),
     "/payment_method_remove.php": ("Remove a saved card.", "autonomous_billing"),
@@ -48,6 +48,13 @@ ENDPOINTS = {
     "/showroom_remix.php": ("The model and input of a published generation, to run it again.", "showroom"),
     "/webhook_secret.php": ("The secret that signs your job webhooks (POST rotates it).", "webhooks"),
     "/webhook_deliveries.php": ("Job webhook deliveries and their tries (?job_id=).", "webhooks"),
+    "/keys.php": (
+        "List your API keys with limits and spend (GET), or create one with limits and scopes (POST; shown once).",
+        "keys",
+    ),
+    "/key_update.php": ("Change a key's name, limits, scopes or expiry: {key_id, ...}.", "keys"),
+    "/key_revoke.php": ("Revoke a key and the keys it made: {key_id}.", "keys"),
+    "/key_rotate.php": ("Replace a key (same limits); the old one revoked now or after grace_seconds.", "keys"),
 }
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 

@@ -53,14 +53,14 @@ def test_it_refuses_a_name_that_is_too_long(client, alice):
 
 
 def test_it_caps_the_number_of_active_keys(client, alice, settings):
-    from apps.accounts import views
+    from apps.accounts import services
 
-    for index in range(views.API_KEYS_ACTIVE_MAX):
+    for index in range(services.API_KEYS_ACTIVE_MAX):
         api_key_create(user=alice, name=f"k{index}")
     client.force_login(alice)
     response = client.post("/api_key.php", {"name": "one too many"})
     assert response.status_code == 400 and b"revoke one" in response.content
-    assert ApiKey.objects.filter(user=alice).count() == views.API_KEYS_ACTIVE_MAX
+    assert ApiKey.objects.filter(user=alice).count() == services.API_KEYS_ACTIVE_MAX
 
 
 def test_it_lists_prefix_and_last_use_of_the_accounts_keys_only(client, alice, charlie):
@@ -122,3 +122,40 @@ def test_the_copy_button_targets_the_new_key(client, alice):
     html = client.post("/api_key.php", {"name": "x"}, follow=True).content
     assert any(b.get("data-copy-target") == "#new-key" for b in elements(html, "button"))
     assert any(c.get("id") == "new-key" for c in elements(html, "code"))
+
+
+def test_it_creates_a_key_with_limits_and_shows_its_spend(client, alice, catalog):
+    client.force_login(alice)
+    posted = client.post(
+        "/api_key.php",
+        {
+            "name": "limited",
+            "scopes": ["generate"],
+            "spend_limit_day": "0.5",
+            "allowed_models": "z-image, local/*",
+            "allowed_ips": "10.0.0.0/8",
+            "rpm_limit": "20",
+            "expires_at": "2099-01-01T00:00",
+        },
+    )
+    assert posted.status_code == 302
+    key = ApiKey.objects.get(user=alice)
+    assert key.scopes == ["generate"] and key.spend_limit_day_micro == 500_000 and key.rpm_limit == 20
+    assert key.allowed_models == ["z-image", "local/*"] and key.allowed_ips == ["10.0.0.0/8"]
+    assert key.expires_at.year == 2099 and key.expires_at.utcoffset().total_seconds() == 0
+    from apps.catalog.models import AIModel
+    from apps.generations.services import job_create
+
+    job_create(
+        user=alice, model=AIModel.objects.get(public_model="local/procedural-image"), input={"prompt": "a"}, api_key=key
+    )
+    page = client.get("/api_key.php").content.decode()
+    spend = page.split("data-key-spend>")[1].split("</td>")[0]
+    assert "0.01 / 0.01 / 0.01" in " ".join(spend.split()) and "≤ 0.5 a day" in spend
+
+
+def test_it_refuses_bad_limits_with_the_form_and_creates_nothing(client, alice):
+    client.force_login(alice)
+    response = client.post("/api_key.php", {"name": "x", "allowed_ips": "nope", "spend_limit_total": "-1"})
+    assert response.status_code == 400
+    assert b"is not an IP address" in response.content and not ApiKey.objects.filter(user=alice).exists()

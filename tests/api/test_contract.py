@@ -156,6 +156,37 @@ def test_every_answer_of_every_operation_validates_against_openapi_json(web_serv
     api.call("GET", f"/api/v1/webhook_deliveries.php?job_id={done['job_id']}", 200, key=key)
     api.call("GET", "/api/v1/webhook_deliveries.php?job_id=job_nope", 404, key=key)
 
+    # Keys with limits and scopes, made by the agent's own key; a sub-key's refusals on generate.php.
+    api.call("GET", "/api/v1/keys.php", 200, key=key)
+    api.call("GET", "/api/v1/keys.php", 401)
+    made = api.call(
+        "POST",
+        "/api/v1/keys.php",
+        201,
+        key=key,
+        json={"name": "sub", "scopes": ["generate"], "spend_limit_day_credits": 0.01, "allowed_models": ["local/*"]},
+    ).json()
+    sub = made["api_key"]
+    api.call("POST", "/api/v1/keys.php", 400, key=key, json={"allowed_ips": ["nope"]})
+    api.call("GET", "/api/v1/keys.php", 403, key=sub)  # no `keys` scope
+    api.call("POST", "/api/v1/generate.php", 202, key=sub, json=FAST)
+    api.call("POST", "/api/v1/generate.php", 403, key=sub, json=FAST)  # key_limit_reached
+    api.call("GET", f"/api/v1/usage.php?key={made['key']['id']}", 200, key=key)
+    api.call("GET", "/api/v1/usage.php?key=kw_nothere", 404, key=key)
+    sub_id = made["key"]["id"]
+    api.call("POST", "/api/v1/key_update.php", 200, key=key, json={"key_id": sub_id, "concurrency_limit": 1})
+    own = made["key"]["parent_id"]
+    api.call("POST", "/api/v1/key_update.php", 403, key=key, json={"key_id": own, "rpm_limit": 5})  # its own
+    api.call("POST", "/api/v1/key_update.php", 404, key=key, json={"key_id": "kw_nothere"})
+    rotated = api.call("POST", "/api/v1/key_rotate.php", 201, key=key, json={"key_id": sub_id, "grace_seconds": 60})
+    api.call("POST", "/api/v1/key_rotate.php", 400, key=key, json={"key_id": sub_id, "grace_seconds": -1})
+    api.call("POST", "/api/v1/key_revoke.php", 200, key=key, json={"key_id": rotated.json()["key"]["prefix"]})
+    api.call("POST", "/api/v1/key_rotate.php", 409, key=key, json={"key_id": rotated.json()["key"]["id"]})
+    api.call("POST", "/api/v1/key_revoke.php", 400, key=key, json={})
+    api.call("GET", "/api/v1/credits.php", 200, key=sub)  # the rotated key, in its grace period
+    api.call("POST", "/api/v1/key_revoke.php", 200, key=key, json={"key_id": sub_id})
+    api.call("GET", "/api/v1/credits.php", 401, key=sub)
+
     called = {(method, path) for method, path, _ in api.seen}
     assert api.operations() - called == set(), "operations never called"
     assert Job.objects.filter(status="canceled").count() == 1

@@ -15,6 +15,7 @@ PATTERNS = [
     re.compile(r'^\s+code = "([a-z_]+)"', re.MULTILINE),
     re.compile(r'\bcode="([a-z_]+)"'),
     re.compile(r'\bcode="[a-z_]+" if [^,\n]+ else "([a-z_]+)"'),
+    re.compile(r'KeyRefused\(\s*"([a-z_]+)"'),
 ]
 CONSTANT = re.compile(r"\bcode=([A-Z][A-Z_]+)\b")
 NOT_API = {"card_declined"}  # Stripe's decline code, shown as `decline_code`, never as `error`

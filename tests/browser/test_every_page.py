@@ -54,6 +54,15 @@ def generation(catalog, alice):
     job = job_create(user=alice, model=model, input={"prompt": "a long identifier " + "x" * 80, "width": 64})
     job_run(job_id=job.pk)
     api_key_create(user=alice, name="a key with a rather long name for a narrow screen")
+    api_key_create(
+        user=alice,
+        name="limited",
+        scopes=["generate"],
+        spend_limit_day_micro=1_500_000,
+        allowed_models=["gpt-image-2/text-to-image", "kiwiwhale/seedance-2.0-fast", "local/*"],
+        allowed_ips=["2001:db8:85a3::/48", "203.0.113.0/24"],
+        rpm_limit=60,
+    )
     return job
 
 

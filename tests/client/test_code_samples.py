@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from apps.billing.services import wallet_get
-from apps.generations.models import Job
 from apps.catalog.snippets import ANONYMOUS_KEY_PLACEHOLDER
+from apps.generations.models import Job
 from tests.client.conftest import KIWIWHALE
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]

@@ -213,13 +213,32 @@ class Operations:
     def credits(self) -> Flow[Any]:
         return (yield from self._json(Call("GET", "credits.php")))
 
-    def usage(self, *, limit: int | None, cursor: str | None, kind: str | None) -> Flow[Any]:
-        return (
-            yield from self._json(Call("GET", "usage.php", params={"limit": limit, "cursor": cursor, "kind": kind}))
-        )
+    def usage(self, *, limit: int | None, cursor: str | None, kind: str | None, key: str | int | None) -> Flow[Any]:
+        params = {"limit": limit, "cursor": cursor, "kind": kind, "key": key}
+        return (yield from self._json(Call("GET", "usage.php", params=params)))
 
     def webhook_secret(self, *, rotate: bool) -> Flow[Any]:
         return (yield from self._json(Call("POST" if rotate else "GET", "webhook_secret.php")))
+
+    # --- keys ------------------------------------------------------------------------------------------------
+
+    def key_list(self) -> Flow[Any]:
+        return (yield from self._json(Call("GET", "keys.php")))["keys"]
+
+    def key_create(self, limits: Mapping[str, Any]) -> Flow[Any]:
+        body = {name: value for name, value in key_fields(limits).items() if value is not None}
+        return (yield from self._json(Call("POST", "keys.php", body=body)))
+
+    def key_update(self, key_id: str | int, changes: Mapping[str, Any]) -> Flow[Any]:
+        body = {"key_id": str(key_id), **key_fields(changes)}
+        return (yield from self._json(Call("POST", "key_update.php", body=body)))["key"]
+
+    def key_revoke(self, key_id: str | int) -> Flow[Any]:
+        return (yield from self._json(Call("POST", "key_revoke.php", body={"key_id": str(key_id)})))["key"]
+
+    def key_rotate(self, key_id: str | int, *, grace_seconds: int) -> Flow[Any]:
+        body = {"key_id": str(key_id), "grace_seconds": grace_seconds}
+        return (yield from self._json(Call("POST", "key_rotate.php", body=body)))
 
     # --- models ----------------------------------------------------------------------------------------------
 
@@ -376,6 +395,25 @@ class Operations:
             if value is not None
         }
         return (yield from self._json(Call("POST", "agent_autotopup.php", body=body)))
+
+
+UNSET: Any = object()  # key_update(): a field not given stays as it is (None clears it)
+
+
+def key_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of key_create / key_update → the body: credits as exact Decimals, datetimes as ISO 8601."""
+    body: dict[str, Any] = {}
+    for name, value in fields.items():
+        if value is UNSET:
+            continue
+        if name.endswith("_credits") and value is not None:
+            value = Decimal(str(value))
+        elif name == "expires_at" and hasattr(value, "isoformat"):
+            value = value.isoformat()
+        elif name in ("scopes", "allowed_models", "allowed_ips") and value is not None:
+            value = list(value)
+        body[name] = value
+    return body
 
 
 def _wait_seconds(wait: bool | float) -> float:

@@ -242,7 +242,7 @@ def cmd_credits(args: argparse.Namespace) -> int:
 
 def cmd_usage(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        usage = client.usage(limit=args.limit, kind=args.kind)
+        usage = client.usage(limit=args.limit, kind=args.kind, key=args.key)
     if args.json:
         _print_json(usage)
         return 0
@@ -287,6 +287,78 @@ def cmd_autotopup(args: argparse.Namespace) -> int:
         else:
             settings = client.autotopup()
     _print_json(settings)
+    return 0
+
+
+def _key_line(key: dict[str, Any]) -> str:
+    state = "active" if key["active"] else ("revoked" if key["revoked_at"] else "expired")
+    spend = key["spend"]
+    limits = [
+        f"{period} ≤ {key[f'spend_limit_{period}_credits']}"
+        for period in ("day", "month", "total")
+        if key[f"spend_limit_{period}_credits"] is not None
+    ]
+    limits += [f"{key['rpm_limit']}/min"] if key["rpm_limit"] else []
+    limits += [f"{key['concurrency_limit']} at once"] if key["concurrency_limit"] else []
+    limits += [f"models {','.join(key['allowed_models'])}"] if key["allowed_models"] else []
+    limits += [f"from {','.join(key['allowed_ips'])}"] if key["allowed_ips"] else []
+    limits += [f"expires {key['expires_at']}"] if key["expires_at"] else []
+    return (
+        f"{key['id']:>5}  {key['prefix']}…  {state:<7}  {key['name']}  [{','.join(key['scopes'])}]  "
+        f"spent {spend['day']}/{spend['month']}/{spend['total']}" + (f"  ({'; '.join(limits)})" if limits else "")
+    )
+
+
+def _key_limits(args: argparse.Namespace, *, unset: Any) -> dict[str, Any]:
+    """The limit options given; on update, `none` clears a limit and an option not given stays `unset`."""
+
+    def value(given: Any, convert=lambda text: text) -> Any:
+        if given is None:
+            return unset
+        return None if given == "none" else convert(given)
+
+    return {
+        "scopes": unset if args.scope is None else args.scope,
+        "spend_limit_day_credits": value(args.day),
+        "spend_limit_month_credits": value(args.month),
+        "spend_limit_total_credits": value(args.total),
+        "allowed_models": unset if args.model is None else [m for m in args.model if m != "none"],
+        "allowed_ips": unset if args.ip is None else [ip for ip in args.ip if ip != "none"],
+        "rpm_limit": value(args.rpm, int),
+        "concurrency_limit": value(args.concurrency, int),
+        "expires_at": value(args.expires),
+    }
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        action = args.action or "list"
+        if action == "list":
+            keys = client.key_list()
+            if args.json:
+                _print_json(keys)
+            for key in [] if args.json else keys:
+                print(_key_line(key))
+            return 0
+        if action == "create":
+            limits = {name: value for name, value in _key_limits(args, unset=None).items() if value is not None}
+            created = client.key_create(args.name, **limits)
+        elif action == "update":
+            changes = _key_limits(args, unset=_core.UNSET)
+            key = client.key_update(args.key, name=args.name if args.name is not None else _core.UNSET, **changes)
+            _print_json(key) if args.json else print(_key_line(key))
+            return 0
+        elif action == "revoke":
+            key = client.key_revoke(args.key)
+            _print_json(key) if args.json else print(_key_line(key))
+            return 0
+        else:
+            created = client.key_rotate(args.key, grace_seconds=args.grace)
+    if args.json:
+        _print_json(created)
+    else:
+        print(created["api_key"])  # stdout: the new key alone, shown this once
+        print(_key_line(created["key"]), file=sys.stderr)
     return 0
 
 
@@ -353,6 +425,22 @@ def parser_build() -> argparse.ArgumentParser:
     usage = command("usage", cmd_usage, "ledger entries, newest first")
     usage.add_argument("--limit", type=int)
     usage.add_argument("--kind")
+    usage.add_argument("--key", help="only this key's entries (its id or prefix)")
+
+    keys = command("keys", cmd_keys, "list, create, update, revoke or rotate API keys (limits and scopes)")
+    keys.add_argument("action", nargs="?", choices=["list", "create", "update", "revoke", "rotate"])
+    keys.add_argument("key", nargs="?", help="update / revoke / rotate: the key's id or prefix")
+    keys.add_argument("--name")
+    keys.add_argument("--scope", action="append", choices=["generate", "billing", "keys"], help="repeat for more")
+    keys.add_argument("--day", metavar="CREDITS", help="spend limit per UTC day ('none' on update: no limit)")
+    keys.add_argument("--month", metavar="CREDITS", help="spend limit per UTC month")
+    keys.add_argument("--total", metavar="CREDITS", help="spend limit in total")
+    keys.add_argument("--model", action="append", help="an allowed model id or prefix/* (repeat; 'none': any)")
+    keys.add_argument("--ip", action="append", help="an allowed CIDR range (repeat; 'none': any)")
+    keys.add_argument("--rpm", help="requests per minute")
+    keys.add_argument("--concurrency", help="jobs queued or processing at once")
+    keys.add_argument("--expires", metavar="ISO8601", help="e.g. 2026-12-31T00:00:00Z")
+    keys.add_argument("--grace", type=int, default=0, help="rotate: seconds the old key keeps working")
 
     topup = command("topup", cmd_topup, "buy credits with the saved card (charges real money)")
     topup.add_argument("credits")
@@ -375,6 +463,8 @@ def parser_build() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser_build().parse_args(argv)
+    if args.command == "keys" and args.action in ("update", "revoke", "rotate") and not args.key:
+        _usage_error(f"keys {args.action} needs the key's id or prefix")
     try:
         return args.handler(args)
     except errors.KiwiWhaleError as exc:

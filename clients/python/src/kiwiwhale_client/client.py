@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -18,13 +19,16 @@ from typing import Any, Literal
 import httpx
 
 from kiwiwhale_client import _core, errors
-from kiwiwhale_client._core import Call, Flow, Operations, Save, Settings, Sleep, T
+from kiwiwhale_client._core import UNSET, Call, Flow, Operations, Save, Settings, Sleep, T
 from kiwiwhale_client.types import (
+    ApiKey,
     AutoTopup,
     Card,
     Credits,
     Job,
     JobList,
+    KeyCreated,
+    KeyRotated,
     Model,
     PaymentSetup,
     Quote,
@@ -140,11 +144,68 @@ class KiwiWhale(_Client):
     def credits(self) -> Credits:
         return self._run(self._ops.credits())
 
-    def usage(self, *, limit: int | None = None, cursor: str | None = None, kind: str | None = None) -> Usage:
-        return self._run(self._ops.usage(limit=limit, cursor=cursor, kind=kind))
+    def usage(
+        self,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        kind: str | None = None,
+        key: str | int | None = None,
+    ) -> Usage:
+        """Ledger entries, newest first; `key` (an id or prefix): only that key's."""
+        return self._run(self._ops.usage(limit=limit, cursor=cursor, kind=kind, key=key))
 
     def webhook_secret(self, *, rotate: bool = False) -> WebhookSecret:
         return self._run(self._ops.webhook_secret(rotate=rotate))
+
+    # keys
+    def key_list(self) -> list[ApiKey]:
+        """The keys this caller may manage (a key: itself and the keys it made), with limits and spend."""
+        return self._run(self._ops.key_list())
+
+    def key_create(
+        self,
+        name: str | None = None,
+        *,
+        scopes: Sequence[str] | None = None,
+        spend_limit_day_credits: Decimal | int | str | None = None,
+        spend_limit_month_credits: Decimal | int | str | None = None,
+        spend_limit_total_credits: Decimal | int | str | None = None,
+        allowed_models: Sequence[str] | None = None,
+        allowed_ips: Sequence[str] | None = None,
+        rpm_limit: int | None = None,
+        concurrency_limit: int | None = None,
+        expires_at: datetime | str | None = None,
+    ) -> KeyCreated:
+        """A new key with these limits (none given: no limit), shown once in `api_key`. A key may not create a key
+        beyond its own scopes and limits (KeyEscalation); what the new key spends counts against its maker too."""
+        return self._run(self._ops.key_create(_arguments(locals())))
+
+    def key_update(
+        self,
+        key_id: str | int,
+        *,
+        name: str = UNSET,
+        scopes: Sequence[str] = UNSET,
+        spend_limit_day_credits: Decimal | int | str | None = UNSET,
+        spend_limit_month_credits: Decimal | int | str | None = UNSET,
+        spend_limit_total_credits: Decimal | int | str | None = UNSET,
+        allowed_models: Sequence[str] | None = UNSET,
+        allowed_ips: Sequence[str] | None = UNSET,
+        rpm_limit: int | None = UNSET,
+        concurrency_limit: int | None = UNSET,
+        expires_at: datetime | str | None = UNSET,
+    ) -> ApiKey:
+        """Changes only the fields given; None clears a limit. In effect at once."""
+        return self._run(self._ops.key_update(key_id, _arguments(locals(), "key_id")))
+
+    def key_revoke(self, key_id: str | int) -> ApiKey:
+        """Revokes the key (by id or prefix) and the keys it made, at once."""
+        return self._run(self._ops.key_revoke(key_id))
+
+    def key_rotate(self, key_id: str | int, *, grace_seconds: int = 0) -> KeyRotated:
+        """A new key with the same name, scopes and limits; the old one revoked now or after `grace_seconds`."""
+        return self._run(self._ops.key_rotate(key_id, grace_seconds=grace_seconds))
 
     # models
     def models(self, *, category: str | None = None) -> list[Model]:
@@ -316,11 +377,67 @@ class AsyncKiwiWhale(_Client):
     async def credits(self) -> Credits:
         return await self._run(self._ops.credits())
 
-    async def usage(self, *, limit: int | None = None, cursor: str | None = None, kind: str | None = None) -> Usage:
-        return await self._run(self._ops.usage(limit=limit, cursor=cursor, kind=kind))
+    async def usage(
+        self,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        kind: str | None = None,
+        key: str | int | None = None,
+    ) -> Usage:
+        return await self._run(self._ops.usage(limit=limit, cursor=cursor, kind=kind, key=key))
 
     async def webhook_secret(self, *, rotate: bool = False) -> WebhookSecret:
         return await self._run(self._ops.webhook_secret(rotate=rotate))
+
+    # keys
+    async def key_list(self) -> list[ApiKey]:
+        """The keys this caller may manage (a key: itself and the keys it made), with limits and spend."""
+        return await self._run(self._ops.key_list())
+
+    async def key_create(
+        self,
+        name: str | None = None,
+        *,
+        scopes: Sequence[str] | None = None,
+        spend_limit_day_credits: Decimal | int | str | None = None,
+        spend_limit_month_credits: Decimal | int | str | None = None,
+        spend_limit_total_credits: Decimal | int | str | None = None,
+        allowed_models: Sequence[str] | None = None,
+        allowed_ips: Sequence[str] | None = None,
+        rpm_limit: int | None = None,
+        concurrency_limit: int | None = None,
+        expires_at: datetime | str | None = None,
+    ) -> KeyCreated:
+        """A new key with these limits (none given: no limit), shown once in `api_key`. A key may not create a key
+        beyond its own scopes and limits (KeyEscalation); what the new key spends counts against its maker too."""
+        return await self._run(self._ops.key_create(_arguments(locals())))
+
+    async def key_update(
+        self,
+        key_id: str | int,
+        *,
+        name: str = UNSET,
+        scopes: Sequence[str] = UNSET,
+        spend_limit_day_credits: Decimal | int | str | None = UNSET,
+        spend_limit_month_credits: Decimal | int | str | None = UNSET,
+        spend_limit_total_credits: Decimal | int | str | None = UNSET,
+        allowed_models: Sequence[str] | None = UNSET,
+        allowed_ips: Sequence[str] | None = UNSET,
+        rpm_limit: int | None = UNSET,
+        concurrency_limit: int | None = UNSET,
+        expires_at: datetime | str | None = UNSET,
+    ) -> ApiKey:
+        """Changes only the fields given; None clears a limit. In effect at once."""
+        return await self._run(self._ops.key_update(key_id, _arguments(locals(), "key_id")))
+
+    async def key_revoke(self, key_id: str | int) -> ApiKey:
+        """Revokes the key (by id or prefix) and the keys it made, at once."""
+        return await self._run(self._ops.key_revoke(key_id))
+
+    async def key_rotate(self, key_id: str | int, *, grace_seconds: int = 0) -> KeyRotated:
+        """A new key with the same name, scopes and limits; the old one revoked now or after `grace_seconds`."""
+        return await self._run(self._ops.key_rotate(key_id, grace_seconds=grace_seconds))
 
     # models
     async def models(self, *, category: str | None = None) -> list[Model]:
@@ -421,3 +538,7 @@ class AsyncKiwiWhale(_Client):
 
 def _autotopup_settings(arguments: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in arguments.items() if name != "self"}
+
+
+def _arguments(arguments: dict[str, Any], *left_out: str) -> dict[str, Any]:
+    return {name: value for name, value in arguments.items() if name not in ("self", *left_out)}

@@ -114,6 +114,52 @@ class QuotaExceeded(Forbidden):
     code = "quota_exceeded"
 
 
+class KeyExpired(Unauthorized):
+    code = "key_expired"
+
+
+class InsufficientScope(Forbidden):
+    """The key lacks the scope (`generate`, `billing`, `keys`) this call needs."""
+
+    code = "insufficient_scope"
+
+    @property
+    def scope(self) -> str | None:
+        return self.body.get("scope")
+
+
+class IpNotAllowed(Forbidden):
+    code = "ip_not_allowed"
+
+
+class ForbiddenModel(Forbidden):
+    code = "forbidden_model"
+
+
+class KeyEscalation(Forbidden):
+    """A key asked for a key (or a change) beyond its own scopes or limits; `field` names which."""
+
+    code = "key_escalation"
+
+    @property
+    def field(self) -> str | None:
+        return self.body.get("field")
+
+
+class KeyLimitReached(Forbidden):
+    """A key's spend limit (403; `limit` is day, month or total) or concurrency limit (429, with `retry_after`)."""
+
+    code = "key_limit_reached"
+
+    @property
+    def limit(self) -> str | None:
+        return self.body.get("limit")
+
+    @property
+    def retry_after(self) -> float | None:
+        return retry_after_seconds(self.headers)
+
+
 class NotFound(APIError):  # 404
     code = "not_found"
 
@@ -183,6 +229,12 @@ _BY_CODE: dict[str, type[APIError]] = {
         PaymentFailed,
         AuthenticationRequired,
         QuotaExceeded,
+        KeyExpired,
+        InsufficientScope,
+        IpNotAllowed,
+        ForbiddenModel,
+        KeyEscalation,
+        KeyLimitReached,
         ModelNotFound,
         IdempotencyInProgress,
         JobNotCancelable,

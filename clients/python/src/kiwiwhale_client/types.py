@@ -132,7 +132,7 @@ class Receipt(TypedDict):
     failure_message: str
 
 
-class Usage(TypedDict):
+class Usage(TypedDict):  # with usage(key=…): also `key`, that key and its spend
     success: bool
     credits: Decimal | int
     entries: list[LedgerEntry]
@@ -208,3 +208,41 @@ class WebhookEvent(TypedDict):
     type: Literal["job.started", "job.completed", "job.failed", "job.canceled"]
     timestamp: str
     data: Job
+
+
+class KeySpend(TypedDict):
+    day: Decimal | int  # today (UTC), credits
+    month: Decimal | int  # this calendar month (UTC)
+    total: Decimal | int
+    active: int  # jobs queued or processing
+
+
+class ApiKey(TypedDict):
+    id: int
+    name: str
+    prefix: str  # the key itself is never shown again
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+    expires_at: str | None
+    active: bool
+    parent_id: int | None
+    scopes: list[Literal["generate", "billing", "keys"]]
+    spend_limit_day_credits: Decimal | int | None
+    spend_limit_month_credits: Decimal | int | None
+    spend_limit_total_credits: Decimal | int | None
+    allowed_models: list[str]
+    allowed_ips: list[str]
+    rpm_limit: int | None
+    concurrency_limit: int | None
+    spend: KeySpend
+
+
+class KeyCreated(TypedDict):
+    success: bool
+    api_key: str  # shown once
+    key: ApiKey
+
+
+class KeyRotated(KeyCreated):
+    old_key: ApiKey

@@ -1,0 +1,58 @@
+"""Key scopes (docs/auth.md#scopes): which scope each API operation needs from a key that has scopes.
+
+One table, by view class, so the rule for every endpoint is read in one place; a test checks every /api/v1 route
+is in it. A browser session has every scope. `None`: any key (reading the balance, usage and the catalog).
+"""
+
+from rest_framework.permissions import BasePermission
+
+VIEW_SCOPES = {
+    # Generating and everything around one's jobs.
+    "GenerateApi": "generate",
+    "QuoteApi": "generate",
+    "JobApi": "generate",
+    "JobCancelApi": "generate",
+    "PublicationPublishApi": "generate",
+    "PublicationUnpublishApi": "generate",
+    "PublicationRemixApi": "generate",
+    "WebhookSecretApi": "generate",
+    "WebhookDeliveryListApi": "generate",
+    # Money in and out.
+    "PaymentSetupApi": "billing",
+    "PaymentMethodConfirmApi": "billing",
+    "PaymentMethodListApi": "billing",
+    "PaymentMethodRemoveApi": "billing",
+    "TopupApi": "billing",
+    "AutoTopupApi": "billing",
+    "LowBalanceApi": "billing",
+    "RedeemApi": "billing",
+    "AffiliateApi": "billing",
+    "AffiliateConvertApi": "billing",
+    "AffiliatePayoutApi": "billing",
+    # Keys.
+    "KeyListApi": "keys",
+    "KeyUpdateApi": "keys",
+    "KeyRevokeApi": "keys",
+    "KeyRotateApi": "keys",
+    # Reading, for any key.
+    "AgentRegisterApi": None,
+    "CreditsApi": None,
+    "UsageApi": None,
+    "ModelListApi": None,
+}
+UNLISTED = "keys"  # a view missing from the table needs the widest scope rather than none
+
+
+class KeyScopePermission(BasePermission):
+    def has_permission(self, request, view):
+        key = request.auth
+        if not hasattr(key, "scopes"):
+            return True  # a session, or no key
+        scope = VIEW_SCOPES.get(type(view).__name__, UNLISTED)
+        if scope is None or key.has_scope(scope):
+            return True
+        from apps.accounts.services import KeyRefused  # late: DRF loads this class while its views import
+
+        raise KeyRefused(
+            "insufficient_scope", f"This API key lacks the {scope!r} scope this endpoint needs.", scope=scope
+        )
