@@ -1,7 +1,9 @@
 import copy
 import json
+import secrets
 from pathlib import Path
 
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from jsonschema import Draft202012Validator
@@ -22,6 +24,29 @@ class InvalidInput(Exception):
     def __init__(self, details: list[dict]):
         self.details = details
         super().__init__("The input does not match the model's schema.")
+
+
+CATALOG_GENERATION_KEY = "catalog:generation"
+
+
+def catalog_generation(token: str | None = None) -> str:
+    """A token of the catalog's state in the shared cache: it changes whenever a model, a route or a provider
+    account is saved or deleted (catalog_changed), so what a process keeps of the catalog (the models it resolves,
+    the model fields of a cached job answer) is known stale in every process at once. `token`: the value already
+    read (with other keys, in one round trip); a missing token (the cache was cleared) is a new one."""
+    if token is None:
+        token = cache.get(CATALOG_GENERATION_KEY)
+    if token is None:
+        cache.add(CATALOG_GENERATION_KEY, secrets.token_hex(8), timeout=None)
+        token = cache.get(CATALOG_GENERATION_KEY)
+    return token
+
+
+def catalog_changed() -> None:
+    """Now and again at commit: a process that reloads between the change and its commit would keep the old rows
+    under the new token; the second one makes it reload after the commit."""
+    cache.set(CATALOG_GENERATION_KEY, secrets.token_hex(8), timeout=None)
+    transaction.on_commit(lambda: cache.set(CATALOG_GENERATION_KEY, secrets.token_hex(8), timeout=None))
 
 
 def model_resolve(public_model: str) -> AIModel:

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Sum
@@ -16,7 +17,13 @@ from django.utils.module_loading import import_string
 
 from apps.billing.services import hold_place, hold_refund, hold_release, hold_settle
 from apps.catalog.models import AIModel, ModelRoute
-from apps.catalog.services import ModelUnavailable, input_validate, provider_health_record
+from apps.catalog.services import (
+    CATALOG_GENERATION_KEY,
+    ModelUnavailable,
+    catalog_generation,
+    input_validate,
+    provider_health_record,
+)
 from apps.generations.models import Job, Output, job_id_new
 from apps.generations.providers import (
     LOCAL,
@@ -494,6 +501,7 @@ def job_delete(*, job: Job) -> None:
     if not job.is_terminal:
         raise JobNotFinished(job.status)
     Job.objects.filter(pk=job.pk, deleted_at__isnull=True).update(deleted_at=timezone.now())
+    job_answer_forget(job_id=job.pk)
     for output in job.outputs.all():
         if output.file:
             output.file.delete(save=False)
@@ -501,6 +509,48 @@ def job_delete(*, job: Job) -> None:
 
 class JobNotFinished(Exception):
     pass
+
+
+# A job that ended never changes again, but for its owner deleting it from their history and for the catalog
+# renaming its model: its API answer is kept in the shared cache, so polling an ended job costs no query. Deletion
+# leaves a tombstone under a name of its own (read in the same round trip), which no later fill can cover; the
+# catalog's generation token, kept in the entry, makes a rename show at once.
+JOB_ANSWER_CACHE_SECONDS = 3600
+
+
+def _job_answer_names(job_id: str) -> tuple[str, str]:
+    return f"jobanswer:{job_id}", f"jobanswer-gone:{job_id}"
+
+
+def _job_answer_cache_on() -> bool:
+    return bool(settings.REDIS_URL)  # a per-process cache could not hear of a deletion in another process
+
+
+def job_answer_cached(*, job_id: str, user_id: int) -> tuple[dict | None, str | None]:
+    """(the cached answer of `user_id`'s ended job or None, the catalog generation to keep a new one under)."""
+    if not _job_answer_cache_on():
+        return None, None
+    name, gone = _job_answer_names(job_id)
+    found = cache.get_many([name, gone, CATALOG_GENERATION_KEY])
+    generation = catalog_generation(found.get(CATALOG_GENERATION_KEY))
+    entry = found.get(name)
+    if gone in found or not isinstance(entry, tuple):
+        return None, generation
+    owner, entry_generation, body = entry
+    return (body if owner == user_id and entry_generation == generation else None), generation
+
+
+def job_answer_keep(*, job: Job, body: dict, generation: str | None) -> None:
+    """Keeps the answer of an ended, visible job (`body`: the serializer's, output URLs as the storage gives them)."""
+    if generation is None or job.status not in Job.TERMINAL or job.deleted_at is not None:
+        return
+    cache.set(_job_answer_names(job.pk)[0], (job.user_id, generation, body), timeout=JOB_ANSWER_CACHE_SECONDS)
+
+
+def job_answer_forget(*, job_id: str) -> None:
+    if _job_answer_cache_on():
+        # Outlives any answer a poll that read the job before the deletion may still write.
+        cache.set(_job_answer_names(job_id)[1], True, timeout=2 * JOB_ANSWER_CACHE_SECONDS)
 
 
 def job_retry(*, job: Job) -> Job:

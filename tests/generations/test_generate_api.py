@@ -176,14 +176,85 @@ def test_it_generates_in_a_bounded_number_of_queries(catalog, alice_api):
     assert len(queries) == 11, [q["sql"][:80] for q in queries.captured_queries]
 
 
-def test_it_polls_a_job_with_its_outputs_in_three_queries(catalog, alice_api):
+def test_it_polls_a_job_in_one_query_and_an_ended_one_in_none(catalog, alice_api):
     job_id = generate(alice_api).json()["job_id"]
+    alice_api.get("/api/v1/jobs.php", {"job_id": job_id})  # first use of the key writes last_used_at
+    with CaptureQueriesContext(connection) as queries:
+        assert alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).json()["status"] == "queued"
+    assert len(queries) == 1  # the job with its model's two fields; no outputs before it completes
     job_run(job_id=job_id)
-    alice_api.get("/api/v1/jobs.php", {"job_id": job_id})
     with CaptureQueriesContext(connection) as queries:
         body = alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).json()
     assert body["status"] == "completed" and len(body["outputs"]) == 1
-    assert len(queries) == 2  # job + model, outputs (the key and its user: from Redis)
+    assert len(queries) == 2  # job + model, outputs; the answer is then kept
+    with CaptureQueriesContext(connection) as queries:
+        assert alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).json() == body
+    assert len(queries) == 0  # an ended job's answer: from Redis, as the key is
+
+
+def _answer(response) -> tuple:
+    headers = {k: v for k, v in response.headers.items() if k not in ("X-Request-ID", "Content-Security-Policy")}
+    return response.status_code, response.content, headers
+
+
+@pytest.mark.parametrize("outcome", ["queued", "completed", "failed", "canceled"])
+def test_the_lean_poll_answers_the_same_bytes_and_headers_as_the_drf_view(catalog, alice_api, outcome):
+    from apps.generations.services import job_cancel, job_fail
+
+    job_id = generate(alice_api).json()["job_id"]
+    job = Job.objects.get(pk=job_id)
+    if outcome == "completed":
+        job_run(job_id=job_id)
+    elif outcome == "failed":
+        job_fail(job=job, code="provider_error", message="It broke.")
+    elif outcome == "canceled":
+        job_cancel(job=job)
+    for path, params in (("/api/v1/jobs.php", {"job_id": job_id}), (f"/api/v1/jobs/{job_id}", {})):
+        for _ in range(2):  # the second time from the cache, for an ended job
+            lean = alice_api.get(path, params)
+            # An Accept the lean path leaves to DRF (DRF answers it as compact JSON all the same).
+            drf = alice_api.get(path, params, HTTP_ACCEPT="application/json; q=1")
+            assert _answer(lean) == _answer(drf)
+            assert lean.json()["status"] == outcome
+    assert _answer(alice_api.get("/api/v1/jobs.php", {"job_id": job_id}, HTTP_ACCEPT="*/*")) == _answer(drf)
+
+
+def test_a_cached_answer_is_gone_once_deleted_and_never_shown_to_another_account(catalog, alice_api, charlie_api):
+    from apps.generations.services import job_delete
+
+    job_id = generate(alice_api).json()["job_id"]
+    job_run(job_id=job_id)
+    assert alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).status_code == 200  # now cached
+    response = charlie_api.get("/api/v1/jobs.php", {"job_id": job_id})
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
+    job_delete(job=Job.objects.get(pk=job_id))
+    response = alice_api.get("/api/v1/jobs.php", {"job_id": job_id})
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
+
+
+def test_a_cached_answer_shows_a_catalog_change_at_once(catalog, alice_api):
+    from apps.catalog.models import AIModel
+
+    job_id = generate(alice_api).json()["job_id"]
+    job_run(job_id=job_id)
+    assert alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).json()["category"] == "text-to-image"
+    model = AIModel.objects.get(public_model=MODEL)
+    model.category = "tools"
+    model.save()  # as the admin saves it
+    assert alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).json()["category"] == "tools"
+
+
+def test_a_bad_key_or_an_unknown_job_gets_the_drf_views_errors(catalog, alice_api, anon_api):
+    job_id = generate(alice_api).json()["job_id"]
+    anon_api.credentials(HTTP_AUTHORIZATION="Bearer kw_nope")
+    response = anon_api.get("/api/v1/jobs.php", {"job_id": job_id})
+    assert response.status_code == 401 and response.json()["error"] == "unauthorized"
+    anon_api.credentials(HTTP_AUTHORIZATION="Basic abc")
+    assert anon_api.get("/api/v1/jobs.php", {"job_id": job_id}).status_code == 401
+    response = alice_api.get("/api/v1/jobs.php", {"job_id": "job_nope"})
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
+    response = alice_api.get("/api/v1/jobs.php", {"job_id": job_id}, HTTP_ACCEPT="text/html")
+    assert response.status_code == 406
 
 
 def test_it_shows_a_completed_job_in_the_published_shape(catalog, alice_api):
