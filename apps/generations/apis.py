@@ -28,13 +28,13 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.authentication import ApiKeyAuthentication
 from apps.api.exceptions import ApiError
 from apps.api.idempotency import idempotent
 from apps.api.serializers import CreditsField, error_responses
 from apps.billing.services import wallet_get
 from apps.catalog.services import model_resolve
 from apps.generations.models import WEBHOOK_EVENTS, Job, Output
-from apps.accounts.authentication import ApiKeyAuthentication
 from apps.generations.services import job_answer_cached, job_answer_keep, job_cancel, job_create, job_quote
 from apps.generations.waits import MAX_WAIT_SECONDS, job_wait
 from kiwiwhale.lib.keyset import InvalidCursor, keyset_page, page_url
