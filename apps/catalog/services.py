@@ -3,6 +3,7 @@ import json
 import secrets
 from pathlib import Path
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
@@ -49,8 +50,24 @@ def catalog_changed() -> None:
     transaction.on_commit(lambda: cache.set(CATALOG_GENERATION_KEY, secrets.token_hex(8), timeout=None))
 
 
+# This process's enabled models, their routes prefetched, and the catalog generation they were read under.
+_kept: tuple[str | None, dict[str, AIModel]] = (None, {})
+
+
 def model_resolve(public_model: str) -> AIModel:
-    model = AIModel.objects.filter(public_model=public_model, enabled=True).first()
+    """The enabled model, with its routes loaded (`model.routes.all()` costs no query). With the shared cache, from
+    this process's copy of the catalog, read again (two queries) whenever its generation changed: a submit resolves
+    its model in one cache read instead of two queries. Rows changed without save() (a queryset's update()) must
+    be followed by catalog_changed(). The instances are shared: never change one."""
+    global _kept
+    if settings.REDIS_URL:
+        generation = catalog_generation()
+        if _kept[0] != generation:
+            models = AIModel.objects.filter(enabled=True).prefetch_related("routes")
+            _kept = (generation, {model.public_model: model for model in models})
+        model = _kept[1].get(public_model)
+    else:  # a per-process cache could not hear of a change in another process
+        model = AIModel.objects.filter(public_model=public_model, enabled=True).prefetch_related("routes").first()
     if model is None:
         raise ModelNotFound(public_model)
     return model

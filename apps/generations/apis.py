@@ -32,7 +32,6 @@ from apps.accounts.authentication import ApiKeyAuthentication
 from apps.api.exceptions import ApiError
 from apps.api.idempotency import idempotent
 from apps.api.serializers import CreditsField, error_responses
-from apps.billing.services import wallet_get
 from apps.catalog.services import model_resolve
 from apps.generations.models import WEBHOOK_EVENTS, Job, Output
 from apps.generations.services import job_answer_cached, job_answer_keep, job_cancel, job_create, job_quote
@@ -312,7 +311,7 @@ class GenerateApi(APIView):
             "status": job.status,
             "public_model": model.public_model,
             "cost_credits": job.cost_micro,
-            "credits": wallet_get(user=request.user).balance_micro,
+            "credits": job.hold.balance_after_micro,
             "poll_url": request.build_absolute_uri(f"/api/v1/jobs.php?job_id={job.pk}"),
         }
         return Response(self.OutputSerializer(body).data, status=status.HTTP_202_ACCEPTED)

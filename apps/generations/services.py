@@ -93,6 +93,7 @@ def job_create(
             key=f"job:{job_id}",
             reference=job_id,
             description=model.public_model,
+            key_is_new=True,  # job_id was just drawn at random
         )
         job = Job.objects.create(
             id=job_id,

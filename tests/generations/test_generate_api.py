@@ -171,9 +171,28 @@ def test_it_generates_in_a_bounded_number_of_queries(catalog, alice_api):
     generate(alice_api)  # first use of the key writes last_used_at
     with CaptureQueriesContext(connection) as queries:
         assert generate(alice_api).status_code == 202
-    # model, routes; in one transaction: wallet lock, entry-key check, balance, entry, hold, job;
-    # the balance for the answer; and the test transaction's savepoint around job_create (the key: from Redis).
-    assert len(queries) == 11, [q["sql"][:80] for q in queries.captured_queries]
+    # In one transaction: wallet lock, balance, entry, hold, job; and the test transaction's savepoint around
+    # job_create. The key, and the model with its routes: from Redis and this process's catalog copy; no look-up
+    # of the entry's key (made from a fresh random job id); the balance for the answer: the entry's.
+    assert len(queries) == 7, [q["sql"][:80] for q in queries.captured_queries]
+
+
+def test_a_submit_sees_a_catalog_change_at_once(catalog, alice_api):
+    from apps.catalog.models import AIModel, ModelRoute
+
+    assert generate(alice_api).status_code == 202  # the catalog is now kept in this process
+    route = ModelRoute.objects.get(model__public_model=MODEL)
+    route.enabled = False
+    route.save()
+    response = generate(alice_api)
+    assert response.status_code == 503 and response.json()["error"] == "model_unavailable"
+    route.enabled = True
+    route.save()
+    assert generate(alice_api).status_code == 202
+    model = AIModel.objects.get(public_model=MODEL)
+    model.enabled = False
+    model.save()
+    assert generate(alice_api).status_code == 404
 
 
 def test_it_polls_a_job_in_one_query_and_an_ended_one_in_none(catalog, alice_api):
