@@ -57,9 +57,14 @@ def env(**extra) -> dict:
     }
 
 
-def free_port() -> int:
+PORT_BASE = int(os.environ.get("BENCH_PORT", "0"))  # KiwiWhale on it, the floor on the next; 0: any free ports
+
+
+def free_port(offset: int = 0) -> int:
     import socket
 
+    if PORT_BASE:
+        return PORT_BASE + offset
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -288,7 +293,7 @@ def main() -> None:
     results, notes = [], []
     try:
         ours, ours_proc = processes.web([str(ROOT / "scripts" / "web")], PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp())
-        port = free_port()
+        port = free_port(1)
         floor_proc = processes.start(
             [PYTHON, "-m", "uvicorn", "bench.floor.asgi:application", "--no-access-log", "--workers", "2",
              "--host", "127.0.0.1", "--port", str(port), "--backlog", "2048"],

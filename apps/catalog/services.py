@@ -73,6 +73,21 @@ def model_resolve(public_model: str) -> AIModel:
     return model
 
 
+def model_routes(model: AIModel) -> list[ModelRoute]:
+    """The model's routes, by priority: those loaded with it (model_resolve), else this process's catalog copy
+    (the worker's run of a job then costs no query for them), else from the database."""
+    if "routes" in getattr(model, "_prefetched_objects_cache", {}):
+        return list(model.routes.all())
+    if settings.REDIS_URL:
+        try:
+            kept = model_resolve(model.public_model)
+        except ModelNotFound:  # disabled since the job was accepted: it still runs on its routes
+            kept = None
+        if kept is not None and kept.pk == model.pk:
+            return list(kept.routes.all())
+    return list(model.routes.all())
+
+
 def input_validate(*, model: AIModel, data: dict) -> dict:
     """The input with the schema's defaults applied, or InvalidInput with one detail per problem."""
     value = input_with_defaults(model.input_schema, data)

@@ -22,6 +22,7 @@ from apps.catalog.services import (
     ModelUnavailable,
     catalog_generation,
     input_validate,
+    model_routes,
     provider_health_record,
 )
 from apps.generations.models import Job, Output, job_id_new
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 def routes_usable(model: AIModel) -> list[ModelRoute]:
     keys = provider_keys_available()
-    return [route for route in model.routes.all() if route.enabled and route.provider in keys]
+    return [route for route in model_routes(model) if route.enabled and route.provider in keys]
 
 
 class CostOverMax(Exception):
@@ -296,7 +297,8 @@ def _job_try_routes(job: Job, routes: list[ModelRoute], first_error: ProviderErr
             logger.exception("Job %s crashed", job.pk)
             job_fail(job=job, code="internal_error", message="The engine failed unexpectedly.", owner=job.lease_owner)
             return
-        provider_health_record(slug=route.provider)
+        if route.provider != LOCAL:  # local engines have no account to record it on
+            provider_health_record(slug=route.provider)
         if isinstance(outcome, Pending):
             _job_wait(job, route, outcome)
         else:
@@ -566,16 +568,25 @@ def job_retry(*, job: Job) -> Job:
 JOB_EVENT_LISTENERS = ("apps.generations.waits.job_event_wake", "apps.webhooks.services.webhook_job_event")
 
 
+# Listeners that need no savepoint from job_event_notify: the waits' one writes nothing to the database, the
+# webhooks' one opens its own, only when it has a delivery to record (two round trips less per event otherwise).
+JOB_EVENT_LISTENERS_SAFE = frozenset(JOB_EVENT_LISTENERS)
+
+
 def job_event_notify(*, job: Job, event: str) -> None:
     """Tells the listeners that `job` started, completed, failed or was canceled (WEBHOOK_EVENTS).
 
     Called inside the transaction of the transition, so what a listener records commits with it (or not at all).
-    Each runs in its own savepoint: a listener that fails is logged and never undoes the transition.
+    Each runs in a savepoint (its own, for JOB_EVENT_LISTENERS_SAFE): a listener that fails is logged and never
+    undoes the transition.
     """
     for path in JOB_EVENT_LISTENERS:
         try:
-            with transaction.atomic():
+            if path in JOB_EVENT_LISTENERS_SAFE:
                 import_string(path)(job=job, event=event)
+            else:
+                with transaction.atomic():
+                    import_string(path)(job=job, event=event)
         except Exception:
             logger.exception("Job %s: listener %s failed on %s", job.pk, path, event)
 
