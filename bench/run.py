@@ -403,7 +403,13 @@ def render(results, p3, hot, p5, memory, notes, args) -> str:
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `make bench` on {os.cpu_count()} cores "
         f"(load average before the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}); {args.pairs} interleaved "
-        f"pairs of {args.seconds} s each, medians, ratio spread in brackets.",
+        f"pairs of {args.seconds} s each, medians, ratio spread in brackets."
+        + (
+            " **The machine was busy with other work (load above its core count): read the ratios, not the absolute"
+            " figures, and run `make bench` again on a quiet machine.**"
+            if load[0] > (os.cpu_count() or 1)
+            else ""
+        ),
         "",
         "| path | KiwiWhale | floor | ratio [spread] | goal |",
         "|---|---|---|---|---|",
