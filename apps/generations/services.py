@@ -570,7 +570,10 @@ JOB_EVENT_LISTENERS = ("apps.generations.waits.job_event_wake", "apps.webhooks.s
 
 # Listeners that need no savepoint from job_event_notify: the waits' one writes nothing to the database, the
 # webhooks' one opens its own, only when it has a delivery to record (two round trips less per event otherwise).
-JOB_EVENT_LISTENERS_SAFE = frozenset(JOB_EVENT_LISTENERS)
+# A listener added to JOB_EVENT_LISTENERS gets a savepoint unless it is named here too.
+JOB_EVENT_LISTENERS_SAFE = frozenset(
+    ("apps.generations.waits.job_event_wake", "apps.webhooks.services.webhook_job_event")
+)
 
 
 def job_event_notify(*, job: Job, event: str) -> None:
