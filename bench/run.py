@@ -118,20 +118,20 @@ print("BENCH" + json.dumps({{"keys": keys, "user_ids": [u.pk for u in users], "j
     return data
 
 
-def million_jobs(user_id: int) -> None:
-    """Adds 1,000,000 completed jobs (with outputs) for another user, in SQL: the table the hot paths must ignore."""
+def million_jobs(user_id: int, count: int = 1_000_000) -> None:
+    """Adds `count` completed jobs (without outputs) for another user, in SQL: the rows the hot paths must ignore."""
     with psycopg.connect(DB_URL, autocommit=True) as conn:
         model_id = conn.execute(
             "SELECT id FROM catalog_aimodel WHERE public_model = 'local/procedural-image'"
         ).fetchone()[0]
         conn.execute(
             """INSERT INTO generations_job (id, user_id, model_id, input, cost_micro, status, created_at, started_at,
-               completed_at, attempts, usage, error_code, error_message, provider, webhook_url, upstream_state,
-               poll_errors, is_deleted, enqueued_at)
+               completed_at, attempts, usage, error_code, error_message, provider, webhook_url, webhook_events,
+               upstream_id, upstream_state, lease_owner, staged_files, requeues, enqueued_at)
                SELECT 'job_m' || g, %s, %s, '{}'::jsonb, 10000, 'completed', now(), now(), now(), 1, '{}'::jsonb,
-                      '', '', 'local', '', '{}'::jsonb, 0, false, now()
-               FROM generate_series(1, 1000000) g""",
-            [user_id, model_id],
+                      '', '', 'local', '', '[]'::jsonb, '', '{}'::jsonb, '', '[]'::jsonb, 0, now()
+               FROM generate_series(1, %s) g""",
+            [user_id, model_id, count],
         )
         conn.execute("ANALYZE generations_job")
 
