@@ -54,7 +54,8 @@ worker: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/worker
 
 # KiwiWhale against a bare Django floor on the same server and database (PostgreSQL and Redis on 127.0.0.1, or
-# BENCH_DATABASE_URL / BENCH_REDIS_URL); writes docs/performance.md. Add BENCH_ARGS="--million" for P5.
+# BENCH_DATABASE_URL / BENCH_REDIS_URL, ports BENCH_PORT and the next, else free ones); writes docs/performance.md.
+# Add BENCH_ARGS="--million" for P5.
 bench: install
 	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	$(BIN)/python bench/run.py --write $(BENCH_ARGS)

@@ -47,7 +47,7 @@ def exception_handler(exc, context):
     if isinstance(exc, ApiError):
         return error_response(exc.status_code, exc.code, exc.message, **exc.extra)
     if isinstance(exc, KeyRefused):
-        return _key_refused(exc)
+        return key_refused_response(exc)
     if isinstance(exc, InsufficientCredits):
         return error_response(
             402,
@@ -122,7 +122,7 @@ KEY_STATUSES = {
 }
 
 
-def _key_refused(exc: KeyRefused) -> Response:
+def key_refused_response(exc: KeyRefused) -> Response:
     status = 429 if exc.retry_after else KEY_STATUSES[exc.code]
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
     if status == 401:

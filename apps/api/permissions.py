@@ -43,16 +43,19 @@ VIEW_SCOPES = {
 UNLISTED = "keys"  # a view missing from the table needs the widest scope rather than none
 
 
+def key_scope_check(key, view_name: str) -> None:
+    """Raises KeyRefused (insufficient_scope) when `key` lacks the scope the view `view_name` needs."""
+    if not hasattr(key, "scopes"):
+        return  # a session, or no key
+    scope = VIEW_SCOPES.get(view_name, UNLISTED)
+    if scope is None or key.has_scope(scope):
+        return
+    from apps.accounts.services import KeyRefused  # late: DRF loads this module while its views import
+
+    raise KeyRefused("insufficient_scope", f"This API key lacks the {scope!r} scope this endpoint needs.", scope=scope)
+
+
 class KeyScopePermission(BasePermission):
     def has_permission(self, request, view):
-        key = request.auth
-        if not hasattr(key, "scopes"):
-            return True  # a session, or no key
-        scope = VIEW_SCOPES.get(type(view).__name__, UNLISTED)
-        if scope is None or key.has_scope(scope):
-            return True
-        from apps.accounts.services import KeyRefused  # late: DRF loads this class while its views import
-
-        raise KeyRefused(
-            "insufficient_scope", f"This API key lacks the {scope!r} scope this endpoint needs.", scope=scope
-        )
+        key_scope_check(request.auth, type(view).__name__)
+        return True

@@ -1,7 +1,10 @@
 import copy
 import json
+import secrets
 from pathlib import Path
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from jsonschema import Draft202012Validator
@@ -24,11 +27,65 @@ class InvalidInput(Exception):
         super().__init__("The input does not match the model's schema.")
 
 
+CATALOG_GENERATION_KEY = "catalog:generation"
+
+
+def catalog_generation(token: str | None = None) -> str:
+    """A token of the catalog's state in the shared cache: it changes whenever a model, a route or a provider
+    account is saved or deleted (catalog_changed), so what a process keeps of the catalog (the models it resolves,
+    the model fields of a cached job answer) is known stale in every process at once. `token`: the value already
+    read (with other keys, in one round trip); a missing token (the cache was cleared) is a new one."""
+    if token is None:
+        token = cache.get(CATALOG_GENERATION_KEY)
+    if token is None:
+        cache.add(CATALOG_GENERATION_KEY, secrets.token_hex(8), timeout=None)
+        token = cache.get(CATALOG_GENERATION_KEY)
+    return token
+
+
+def catalog_changed() -> None:
+    """Now and again at commit: a process that reloads between the change and its commit would keep the old rows
+    under the new token; the second one makes it reload after the commit."""
+    cache.set(CATALOG_GENERATION_KEY, secrets.token_hex(8), timeout=None)
+    transaction.on_commit(lambda: cache.set(CATALOG_GENERATION_KEY, secrets.token_hex(8), timeout=None))
+
+
+# This process's enabled models, their routes prefetched, and the catalog generation they were read under.
+_kept: tuple[str | None, dict[str, AIModel]] = (None, {})
+
+
 def model_resolve(public_model: str) -> AIModel:
-    model = AIModel.objects.filter(public_model=public_model, enabled=True).first()
+    """The enabled model, with its routes loaded (`model.routes.all()` costs no query). With the shared cache, from
+    this process's copy of the catalog, read again (two queries) whenever its generation changed: a submit resolves
+    its model in one cache read instead of two queries. Rows changed without save() (a queryset's update()) must
+    be followed by catalog_changed(). The instances are shared: never change one."""
+    global _kept
+    if settings.REDIS_URL:
+        generation = catalog_generation()
+        if _kept[0] != generation:
+            models = AIModel.objects.filter(enabled=True).prefetch_related("routes")
+            _kept = (generation, {model.public_model: model for model in models})
+        model = _kept[1].get(public_model)
+    else:  # a per-process cache could not hear of a change in another process
+        model = AIModel.objects.filter(public_model=public_model, enabled=True).prefetch_related("routes").first()
     if model is None:
         raise ModelNotFound(public_model)
     return model
+
+
+def model_routes(model: AIModel) -> list[ModelRoute]:
+    """The model's routes, by priority: those loaded with it (model_resolve), else this process's catalog copy
+    (the worker's run of a job then costs no query for them), else from the database."""
+    if "routes" in getattr(model, "_prefetched_objects_cache", {}):
+        return list(model.routes.all())
+    if settings.REDIS_URL:
+        try:
+            kept = model_resolve(model.public_model)
+        except ModelNotFound:  # disabled since the job was accepted: it still runs on its routes
+            kept = None
+        if kept is not None and kept.pk == model.pk:
+            return list(kept.routes.all())
+    return list(model.routes.all())
 
 
 def input_validate(*, model: AIModel, data: dict) -> dict:

@@ -22,19 +22,21 @@ from drf_spectacular.utils import (
     extend_schema_field,
     extend_schema_serializer,
 )
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.api.exceptions import ApiError
+from apps.accounts.authentication import ApiKeyAuthentication
+from apps.accounts.services import KeyRefused
+from apps.api.exceptions import ApiError, key_refused_response
 from apps.api.idempotency import idempotent
+from apps.api.permissions import key_scope_check
 from apps.api.serializers import CreditsField, error_responses
-from apps.billing.services import wallet_get
 from apps.catalog.services import model_resolve
 from apps.generations.models import WEBHOOK_EVENTS, Job, Output
-from apps.generations.services import job_cancel, job_create, job_quote
+from apps.generations.services import job_answer_cached, job_answer_keep, job_cancel, job_create, job_quote
 from apps.generations.waits import MAX_WAIT_SECONDS, job_wait
 from kiwiwhale.lib.internal_api import internal_options
 from kiwiwhale.lib.keyset import InvalidCursor, keyset_page, page_url
@@ -74,6 +76,11 @@ def cancel_after_parse(header: str | None) -> timedelta | None:
     return delay
 
 
+def _url_absolute(request, url: str) -> str:
+    # The storage's URL; a local one made absolute for the request's host.
+    return request.build_absolute_uri(url) if request is not None and url.startswith("/") else url
+
+
 @extend_schema_serializer(component_name="JobOutput")
 class OutputSerializer(serializers.Serializer):
     url = serializers.SerializerMethodField()
@@ -98,9 +105,7 @@ class OutputSerializer(serializers.Serializer):
     def get_url(self, output) -> str | None:
         if not output.file:
             return None
-        url = output.file.url
-        request = self.context.get("request")
-        return request.build_absolute_uri(url) if request is not None and url.startswith("/") else url
+        return _url_absolute(self.context.get("request"), output.file.url)
 
     def to_representation(self, output):
         data = super().to_representation(output)
@@ -310,7 +315,7 @@ class GenerateApi(APIView):
             "status": job.status,
             "public_model": model.public_model,
             "cost_credits": job.cost_micro,
-            "credits": wallet_get(user=request.user).balance_micro,
+            "credits": job.hold.balance_after_micro,
             "poll_url": request.build_absolute_uri(f"/api/v1/jobs.php?job_id={job.pk}"),
         }
         return Response(self.OutputSerializer(body).data, status=status.HTTP_202_ACCEPTED)
@@ -466,6 +471,64 @@ def _connection_close() -> None:
 
 _generate_sync = GenerateApi.as_view()
 _jobs_sync = JobApi.as_view()
+_ACCEPT_PLAIN = ("", "*/*", "application/json")  # what DRF would answer as compact JSON (no `indent=`)
+
+
+def _allow() -> str:
+    view = JobApi()
+    view.head = view.get  # as View.setup() does for each request
+    return ", ".join(view.allowed_methods)
+
+
+_DRF_HEADERS = {"Allow": _allow()}  # what APIView.finalize_response adds to JobApi's answers
+
+
+def _poll_lean(request, job_id: str) -> HttpResponse | None:
+    """The poll of one job with a bearer key, without DRF's dispatch (content negotiation, the Request wrapper,
+    serializer fields rebuilt per request): the same bytes and headers as JobApi answers. None for anything else
+    (no or a bad key, an unknown job, another Accept), which JobApi then answers, errors included.
+
+    An ended job's answer comes from the cache (job_answer_cached); another job's costs one query: its outputs
+    exist only once it completed (they are created in the transaction that completes it), so the answer of a
+    queued or processing one, or of one that failed or was canceled, has none to fetch.
+    """
+    if request.method != "GET" or request.headers.get("Accept", "") not in _ACCEPT_PLAIN:
+        return None
+    try:
+        authenticated = ApiKeyAuthentication().authenticate(request)
+        if authenticated is not None:
+            key_scope_check(authenticated[1], JobApi.__name__)
+    except exceptions.AuthenticationFailed:
+        return None
+    except KeyRefused as exc:  # answered here: a second authentication would count the request twice (rpm)
+        refused = key_refused_response(exc)
+        headers = {name: value for name, value in refused.items() if name.lower() != "content-type"}
+        return _render(refused.data, refused.status_code, {**_DRF_HEADERS, **headers})
+    if authenticated is None:
+        return None
+    request.user = authenticated[0]  # as DRF sets it, for the middleware after the view
+    body, generation = job_answer_cached(job_id=job_id, user_id=request.user.pk)
+    if body is None:
+        job = Job.objects.for_user(request.user).visible().answer_fields().filter(pk=job_id).first()
+        if job is None:
+            return None
+        if job.status != Job.Status.COMPLETED:
+            job._prefetched_objects_cache = {"outputs": Output.objects.none()}
+        body = JobApi.OutputSerializer(job).data  # output URLs as stored: made absolute below, per request
+        job_answer_keep(job=job, body=body, generation=generation)
+    if body["outputs"]:
+        body = {**body, "outputs": [{**o, "url": _url_absolute(request, o["url"])} if o["url"] else o
+                                    for o in body["outputs"]]}  # fmt: skip
+    return _render(body, status.HTTP_200_OK, _DRF_HEADERS)
+
+
+def _jobs_answer(request, job_id: str | None):
+    job_id = job_id or request.GET.get("job_id")
+    if job_id and "wait" not in request.GET:
+        response = _poll_lean(request, job_id)
+        if response is not None:
+            return response
+    return _jobs_sync(request, job_id=job_id)
 
 
 @csrf_exempt
@@ -488,8 +551,9 @@ async def generate_view(request):
 
 
 async def jobs_view(request, job_id: str | None = None):
-    """jobs.php: the DRF view; with `job_id` and `wait=N`, waits for the job's end, then answers it as it is."""
-    response = await sync_to_async(_jobs_sync)(request, job_id=job_id)
+    """jobs.php: the DRF view (or its lean poll); with `job_id` and `wait=N`, waits for the job's end, then answers
+    it as it is."""
+    response = await sync_to_async(_jobs_answer)(request, job_id)
     wait = request.GET.get("wait", "")
     if response.status_code != status.HTTP_200_OK or not wait.isdigit() or int(wait) == 0:
         return response

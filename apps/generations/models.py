@@ -27,6 +27,11 @@ class JobQuerySet(models.QuerySet):
     def with_outputs(self):
         return self.select_related("model").prefetch_related("outputs")
 
+    def answer_fields(self):
+        """Only the columns a job's API answer shows (its model joined): the poll's one query. The model's schema,
+        the job's input and its run state are large JSON that the answer never reads."""
+        return self.select_related("model").only(*Job.ANSWER_FIELDS, "model__public_model", "model__category")
+
     def visible(self):
         """Jobs their owner has not deleted from their history (the rows stay: they record money)."""
         return self.filter(deleted_at__isnull=True)
@@ -55,6 +60,11 @@ class Job(models.Model):
         CANCELED = "canceled", "Canceled"
 
     TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELED)
+    # What the API's answer (apps/generations/apis.py JobSerializer) reads of a job.
+    ANSWER_FIELDS = (
+        "id", "user_id", "model_id", "status", "cost_micro", "created_at", "started_at", "completed_at",
+        "error_code", "error_message", "deadline_at", "deleted_at",
+    )  # fmt: skip
     # The one table of the moves a job may make (docs/operations.md#job-states). processing → queued is the retry
     # of a job whose worker was lost (its lease lapsed); the terminal states are final.
     TRANSITIONS = {

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Sum
@@ -16,7 +17,14 @@ from django.utils.module_loading import import_string
 
 from apps.billing.services import hold_place, hold_refund, hold_release, hold_settle
 from apps.catalog.models import AIModel, ModelRoute
-from apps.catalog.services import ModelUnavailable, input_validate, provider_health_record
+from apps.catalog.services import (
+    CATALOG_GENERATION_KEY,
+    ModelUnavailable,
+    catalog_generation,
+    input_validate,
+    model_routes,
+    provider_health_record,
+)
 from apps.generations.key_limits import job_key_limits_check
 from apps.generations.models import Job, Output, job_id_new
 from apps.generations.providers import (
@@ -39,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 def routes_usable(model: AIModel) -> list[ModelRoute]:
     keys = provider_keys_available()
-    return [route for route in model.routes.all() if route.enabled and route.provider in keys]
+    return [route for route in model_routes(model) if route.enabled and route.provider in keys]
 
 
 class CostOverMax(Exception):
@@ -91,6 +99,7 @@ def job_create(
             key=f"job:{job_id}",
             reference=job_id,
             description=model.public_model,
+            key_is_new=True,  # job_id was just drawn at random
         )
         job = Job.objects.create(
             id=job_id,
@@ -294,7 +303,8 @@ def _job_try_routes(job: Job, routes: list[ModelRoute], first_error: ProviderErr
             logger.exception("Job %s crashed", job.pk)
             job_fail(job=job, code="internal_error", message="The engine failed unexpectedly.", owner=job.lease_owner)
             return
-        provider_health_record(slug=route.provider)
+        if route.provider != LOCAL:  # local engines have no account to record it on
+            provider_health_record(slug=route.provider)
         if isinstance(outcome, Pending):
             _job_wait(job, route, outcome)
         else:
@@ -500,6 +510,7 @@ def job_delete(*, job: Job) -> None:
     if not job.is_terminal:
         raise JobNotFinished(job.status)
     Job.objects.filter(pk=job.pk, deleted_at__isnull=True).update(deleted_at=timezone.now())
+    job_answer_forget(job_id=job.pk)
     for output in job.outputs.all():
         if output.file:
             output.file.delete(save=False)
@@ -507,6 +518,48 @@ def job_delete(*, job: Job) -> None:
 
 class JobNotFinished(Exception):
     pass
+
+
+# A job that ended never changes again, but for its owner deleting it from their history and for the catalog
+# renaming its model: its API answer is kept in the shared cache, so polling an ended job costs no query. Deletion
+# leaves a tombstone under a name of its own (read in the same round trip), which no later fill can cover; the
+# catalog's generation token, kept in the entry, makes a rename show at once.
+JOB_ANSWER_CACHE_SECONDS = 3600
+
+
+def _job_answer_names(job_id: str) -> tuple[str, str]:
+    return f"jobanswer:{job_id}", f"jobanswer-gone:{job_id}"
+
+
+def _job_answer_cache_on() -> bool:
+    return bool(settings.REDIS_URL)  # a per-process cache could not hear of a deletion in another process
+
+
+def job_answer_cached(*, job_id: str, user_id: int) -> tuple[dict | None, str | None]:
+    """(the cached answer of `user_id`'s ended job or None, the catalog generation to keep a new one under)."""
+    if not _job_answer_cache_on():
+        return None, None
+    name, gone = _job_answer_names(job_id)
+    found = cache.get_many([name, gone, CATALOG_GENERATION_KEY])
+    generation = catalog_generation(found.get(CATALOG_GENERATION_KEY))
+    entry = found.get(name)
+    if gone in found or not isinstance(entry, tuple):
+        return None, generation
+    owner, entry_generation, body = entry
+    return (body if owner == user_id and entry_generation == generation else None), generation
+
+
+def job_answer_keep(*, job: Job, body: dict, generation: str | None) -> None:
+    """Keeps the answer of an ended, visible job (`body`: the serializer's, output URLs as the storage gives them)."""
+    if generation is None or job.status not in Job.TERMINAL or job.deleted_at is not None:
+        return
+    cache.set(_job_answer_names(job.pk)[0], (job.user_id, generation, body), timeout=JOB_ANSWER_CACHE_SECONDS)
+
+
+def job_answer_forget(*, job_id: str) -> None:
+    if _job_answer_cache_on():
+        # Outlives any answer a poll that read the job before the deletion may still write.
+        cache.set(_job_answer_names(job_id)[1], True, timeout=2 * JOB_ANSWER_CACHE_SECONDS)
 
 
 def job_retry(*, job: Job) -> Job:
@@ -525,16 +578,32 @@ JOB_EVENT_LISTENERS = (
 )
 
 
+# Listeners that need no savepoint from job_event_notify: the waits' and the text streams' ones write nothing to
+# the database, the webhooks' one opens its own, only when it has a delivery to record (two round trips less per
+# event otherwise). A listener added to JOB_EVENT_LISTENERS gets a savepoint unless it is named here too.
+JOB_EVENT_LISTENERS_SAFE = frozenset(
+    (
+        "apps.generations.waits.job_event_wake",
+        "apps.generations.streams.job_event_text_end",
+        "apps.webhooks.services.webhook_job_event",
+    )
+)
+
+
 def job_event_notify(*, job: Job, event: str) -> None:
     """Tells the listeners that `job` started, completed, failed or was canceled (WEBHOOK_EVENTS).
 
     Called inside the transaction of the transition, so what a listener records commits with it (or not at all).
-    Each runs in its own savepoint: a listener that fails is logged and never undoes the transition.
+    Each runs in a savepoint (its own, for JOB_EVENT_LISTENERS_SAFE): a listener that fails is logged and never
+    undoes the transition.
     """
     for path in JOB_EVENT_LISTENERS:
         try:
-            with transaction.atomic():
+            if path in JOB_EVENT_LISTENERS_SAFE:
                 import_string(path)(job=job, event=event)
+            else:
+                with transaction.atomic():
+                    import_string(path)(job=job, event=event)
         except Exception:
             logger.exception("Job %s: listener %s failed on %s", job.pk, path, event)
 

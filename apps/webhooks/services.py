@@ -82,23 +82,24 @@ def webhook_job_event(*, job: Job, event: str) -> WebhookDelivery | None:
     """
     if not job.webhook_wants(event):
         return None
-    now = timezone.now()
-    body = {
-        "type": f"job.{event}",
-        "timestamp": serializers.DateTimeField().to_representation(now),
-        "data": _job_object(job.pk),
-    }
-    delivery, created = WebhookDelivery.objects.get_or_create(
-        job_id=job.pk,
-        event=f"job.{event}",
-        defaults={
-            "user_id": job.user_id,
-            "url": job.webhook_url,
-            "body": json.dumps(body, separators=(",", ":")),
-            "max_attempts": len(settings.WEBHOOK_RETRY_SCHEDULE) + 1,
-            "next_attempt_at": now,  # if the first message is lost, the sweeper sends it
-        },
-    )
+    with transaction.atomic():  # its own savepoint: a failure here never undoes the job's transition
+        now = timezone.now()
+        body = {
+            "type": f"job.{event}",
+            "timestamp": serializers.DateTimeField().to_representation(now),
+            "data": _job_object(job.pk),
+        }
+        delivery, created = WebhookDelivery.objects.get_or_create(
+            job_id=job.pk,
+            event=f"job.{event}",
+            defaults={
+                "user_id": job.user_id,
+                "url": job.webhook_url,
+                "body": json.dumps(body, separators=(",", ":")),
+                "max_attempts": len(settings.WEBHOOK_RETRY_SCHEDULE) + 1,
+                "next_attempt_at": now,  # if the first message is lost, the sweeper sends it
+            },
+        )
     if created:
         transaction.on_commit(lambda: webhook_attempt_enqueue(delivery_id=delivery.pk, attempt=1))
     return delivery

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -171,19 +172,109 @@ def test_it_generates_in_a_bounded_number_of_queries(catalog, alice_api):
     generate(alice_api)  # first use of the key writes last_used_at
     with CaptureQueriesContext(connection) as queries:
         assert generate(alice_api).status_code == 202
-    # model, routes; in one transaction: wallet lock, entry-key check, balance, entry, hold, job;
-    # the balance for the answer; and the test transaction's savepoint around job_create (the key: from Redis).
-    assert len(queries) == 11, [q["sql"][:80] for q in queries.captured_queries]
+    # In one transaction: wallet lock, balance, entry, hold, job; and the test transaction's savepoint around
+    # job_create. The key, and the model with its routes: from Redis and this process's catalog copy; no look-up
+    # of the entry's key (made from a fresh random job id); the balance for the answer: the entry's.
+    assert len(queries) == 7, [q["sql"][:80] for q in queries.captured_queries]
 
 
-def test_it_polls_a_job_with_its_outputs_in_three_queries(catalog, alice_api):
+def test_a_submit_sees_a_catalog_change_at_once(catalog, alice_api):
+    from apps.catalog.models import AIModel, ModelRoute
+
+    assert generate(alice_api).status_code == 202  # the catalog is now kept in this process
+    route = ModelRoute.objects.get(model__public_model=MODEL)
+    route.enabled = False
+    route.save()
+    response = generate(alice_api)
+    assert response.status_code == 503 and response.json()["error"] == "model_unavailable"
+    route.enabled = True
+    route.save()
+    assert generate(alice_api).status_code == 202
+    model = AIModel.objects.get(public_model=MODEL)
+    model.enabled = False
+    model.save()
+    assert generate(alice_api).status_code == 404
+
+
+def test_it_polls_a_job_in_one_query_and_an_ended_one_in_none(catalog, alice_api):
     job_id = generate(alice_api).json()["job_id"]
+    alice_api.get("/api/v1/jobs.php", {"job_id": job_id})  # first use of the key writes last_used_at
+    with CaptureQueriesContext(connection) as queries:
+        assert alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).json()["status"] == "queued"
+    assert len(queries) == 1  # the job with its model's two fields; no outputs before it completes
     job_run(job_id=job_id)
-    alice_api.get("/api/v1/jobs.php", {"job_id": job_id})
     with CaptureQueriesContext(connection) as queries:
         body = alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).json()
     assert body["status"] == "completed" and len(body["outputs"]) == 1
-    assert len(queries) == 2  # job + model, outputs (the key and its user: from Redis)
+    assert len(queries) == 2  # job + model, outputs; the answer is then kept
+    with CaptureQueriesContext(connection) as queries:
+        assert alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).json() == body
+    assert len(queries) == 0  # an ended job's answer: from Redis, as the key is
+
+
+def _answer(response) -> tuple:
+    headers = {k: v for k, v in response.headers.items() if k not in ("X-Request-ID", "Content-Security-Policy")}
+    return response.status_code, response.content, headers
+
+
+@pytest.mark.parametrize("outcome", ["queued", "completed", "failed", "canceled"])
+def test_the_lean_poll_answers_the_same_bytes_and_headers_as_the_drf_view(catalog, alice_api, outcome):
+    from apps.generations.services import job_cancel, job_fail
+
+    job_id = generate(alice_api).json()["job_id"]
+    job = Job.objects.get(pk=job_id)
+    if outcome == "completed":
+        job_run(job_id=job_id)
+    elif outcome == "failed":
+        job_fail(job=job, code="provider_error", message="It broke.")
+    elif outcome == "canceled":
+        job_cancel(job=job)
+    for path, params in (("/api/v1/jobs.php", {"job_id": job_id}), (f"/api/v1/jobs/{job_id}", {})):
+        for _ in range(2):  # the second time from the cache, for an ended job
+            lean = alice_api.get(path, params)
+            # An Accept the lean path leaves to DRF (DRF answers it as compact JSON all the same).
+            drf = alice_api.get(path, params, HTTP_ACCEPT="application/json; q=1")
+            assert _answer(lean) == _answer(drf)
+            assert lean.json()["status"] == outcome
+    assert _answer(alice_api.get("/api/v1/jobs.php", {"job_id": job_id}, HTTP_ACCEPT="*/*")) == _answer(drf)
+
+
+def test_a_cached_answer_is_gone_once_deleted_and_never_shown_to_another_account(catalog, alice_api, charlie_api):
+    from apps.generations.services import job_delete
+
+    job_id = generate(alice_api).json()["job_id"]
+    job_run(job_id=job_id)
+    assert alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).status_code == 200  # now cached
+    response = charlie_api.get("/api/v1/jobs.php", {"job_id": job_id})
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
+    job_delete(job=Job.objects.get(pk=job_id))
+    response = alice_api.get("/api/v1/jobs.php", {"job_id": job_id})
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
+
+
+def test_a_cached_answer_shows_a_catalog_change_at_once(catalog, alice_api):
+    from apps.catalog.models import AIModel
+
+    job_id = generate(alice_api).json()["job_id"]
+    job_run(job_id=job_id)
+    assert alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).json()["category"] == "text-to-image"
+    model = AIModel.objects.get(public_model=MODEL)
+    model.category = "tools"
+    model.save()  # as the admin saves it
+    assert alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).json()["category"] == "tools"
+
+
+def test_a_bad_key_or_an_unknown_job_gets_the_drf_views_errors(catalog, alice_api, anon_api):
+    job_id = generate(alice_api).json()["job_id"]
+    anon_api.credentials(HTTP_AUTHORIZATION="Bearer kw_nope")
+    response = anon_api.get("/api/v1/jobs.php", {"job_id": job_id})
+    assert response.status_code == 401 and response.json()["error"] == "unauthorized"
+    anon_api.credentials(HTTP_AUTHORIZATION="Basic abc")
+    assert anon_api.get("/api/v1/jobs.php", {"job_id": job_id}).status_code == 401
+    response = alice_api.get("/api/v1/jobs.php", {"job_id": "job_nope"})
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
+    response = alice_api.get("/api/v1/jobs.php", {"job_id": job_id}, HTTP_ACCEPT="text/html")
+    assert response.status_code == 406
 
 
 def test_it_shows_a_completed_job_in_the_published_shape(catalog, alice_api):
@@ -257,3 +348,46 @@ def test_it_cancels_a_queued_job_and_returns_its_credits_once(catalog, alice, al
     job_run(job_id=job_id)  # a late delivery of the task does nothing
     assert Job.objects.get(pk=job_id).status == "canceled"
     assert wallet_get(user=alice).balance_micro == 10_000_000
+
+
+def test_the_worker_runs_a_local_job_in_a_bounded_number_of_queries(catalog, alice_api):
+    job_run(job_id=generate(alice_api).json()["job_id"])  # the worker's catalog copy is now current
+    job_id = generate(alice_api).json()["job_id"]
+    with CaptureQueriesContext(connection) as queries:
+        job_run(job_id=job_id)
+    assert Job.objects.get(pk=job_id).status == "completed"
+    # The claim, the job with its model and hold, the route it runs on, the staged file's name; then, in one
+    # transaction (a savepoint here, inside the test's): completed, its output, the hold settled. The routes come
+    # from the catalog copy, event listeners with nothing to write open no savepoint, and a local engine has no
+    # provider account to record its success on.
+    assert len(queries) == 9, [q["sql"][:80] for q in queries.captured_queries]
+
+
+def test_the_lean_poll_keeps_every_rule_of_the_key(catalog, alice, alice_api):
+    """The lean poll authenticates as DRF does: a key's scopes, expiry and requests per minute hold on it too,
+    answered in the contract's shape, and a request is counted once against the key's minute."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from rest_framework.test import APIClient
+
+    from apps.accounts.services import api_key_create
+
+    def poll(raw):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        return client.get("/api/v1/jobs.php", {"job_id": job_id})
+
+    job_id = generate(alice_api).json()["job_id"]
+    _, billing_only = api_key_create(user=alice, name="payer", scopes=["billing"])
+    refused = poll(billing_only)
+    assert refused.status_code == 403 and refused.json()["error"] == "insufficient_scope"
+    _, raw = api_key_create(user=alice, name="short", expires_at=timezone.now() + timedelta(seconds=1))
+    assert poll(raw).status_code == 200  # and now cached, with its expiry
+    time.sleep(1.1)
+    expired = poll(raw)
+    assert expired.status_code == 401 and expired.json()["error"] == "key_expired"
+    _, limited = api_key_create(user=alice, name="slow", rpm_limit=2)
+    assert [poll(limited).status_code for _ in range(2)] == [200, 200]
+    over = poll(limited)
+    assert over.status_code == 429 and over.json()["error"] == "rate_limited" and int(over["Retry-After"]) >= 1
