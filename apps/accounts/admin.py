@@ -6,6 +6,7 @@ from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.template.response import TemplateResponse
 
+from apps.accounts.forms import CreditsLimitField
 from apps.accounts.models import ApiKey, User
 from apps.accounts.services import (
     allowed_ips_clean,
@@ -89,9 +90,9 @@ class UserAdmin(BaseUserAdmin):
 class ApiKeyAdminForm(forms.ModelForm):
     """Limits in credits for the operator; stored as micro-credits, checked as the API checks them."""
 
-    spend_limit_day = forms.CharField(required=False, label="Spend limit per UTC day (credits)")
-    spend_limit_month = forms.CharField(required=False, label="Spend limit per UTC month (credits)")
-    spend_limit_total = forms.CharField(required=False, label="Spend limit in total (credits)")
+    spend_limit_day = CreditsLimitField(required=False, label="Spend limit per UTC day (credits)")
+    spend_limit_month = CreditsLimitField(required=False, label="Spend limit per UTC month (credits)")
+    spend_limit_total = CreditsLimitField(required=False, label="Spend limit in total (credits)")
 
     class Meta:
         model = ApiKey
@@ -102,27 +103,6 @@ class ApiKeyAdminForm(forms.ModelForm):
         for period in ("day", "month", "total"):
             micro = getattr(self.instance, f"spend_limit_{period}_micro")
             self.initial[f"spend_limit_{period}"] = money.format_credits(micro) if micro is not None else ""
-
-    def _micro(self, name: str):
-        text = (self.cleaned_data.get(name) or "").strip()
-        if not text:
-            return None
-        try:
-            micro = money.credits_to_micro(text)
-        except money.InvalidAmount as exc:
-            raise forms.ValidationError(str(exc)) from None
-        if micro < 0:
-            raise forms.ValidationError("Give 0 or more credits.")
-        return micro
-
-    def clean_spend_limit_day(self):
-        return self._micro("spend_limit_day")
-
-    def clean_spend_limit_month(self):
-        return self._micro("spend_limit_month")
-
-    def clean_spend_limit_total(self):
-        return self._micro("spend_limit_total")
 
     def clean_scopes(self):
         try:

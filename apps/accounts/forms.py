@@ -40,6 +40,22 @@ def _lines(text: str) -> list[str]:
     return [part.strip() for part in text.replace(",", "\n").splitlines() if part.strip()]
 
 
+class CreditsLimitField(forms.CharField):
+    """A spend limit typed in credits: None when left empty, else micro-credits (0 or more)."""
+
+    def clean(self, value):
+        text = super().clean(value).strip()  # the text's own checks (max_length) first
+        if not text:
+            return None
+        try:
+            micro = money.credits_to_micro(text)
+        except money.InvalidAmount as exc:
+            raise forms.ValidationError(str(exc)) from None
+        if micro < 0:
+            raise forms.ValidationError("Give 0 or more credits.")
+        return micro
+
+
 class ApiKeyCreateForm(forms.Form):
     """A key for a program, with optional limits (docs/auth.md#key-limits); empty fields mean no limit."""
 
@@ -56,9 +72,9 @@ class ApiKeyCreateForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text="generate: jobs; billing: cards and top-ups; keys: manage keys.",
     )
-    spend_limit_day = forms.CharField(required=False, max_length=20, label="Spend per day (UTC), credits")
-    spend_limit_month = forms.CharField(required=False, max_length=20, label="Spend per month (UTC), credits")
-    spend_limit_total = forms.CharField(required=False, max_length=20, label="Spend in total, credits")
+    spend_limit_day = CreditsLimitField(required=False, max_length=20, label="Spend per day (UTC), credits")
+    spend_limit_month = CreditsLimitField(required=False, max_length=20, label="Spend per month (UTC), credits")
+    spend_limit_total = CreditsLimitField(required=False, max_length=20, label="Spend in total, credits")
     allowed_models = forms.CharField(
         required=False, max_length=4000, label="Models", help_text="One per line or comma: z-image, gpt-image-2/*."
     )
@@ -73,27 +89,6 @@ class ApiKeyCreateForm(forms.Form):
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
-
-    def _credits(self, field: str):
-        text = self.cleaned_data.get(field, "").strip()
-        if not text:
-            return None
-        try:
-            micro = money.credits_to_micro(text)
-        except money.InvalidAmount as exc:
-            raise forms.ValidationError(str(exc)) from None
-        if micro < 0:
-            raise forms.ValidationError("Give 0 or more credits.")
-        return micro
-
-    def clean_spend_limit_day(self):
-        return self._credits("spend_limit_day")
-
-    def clean_spend_limit_month(self):
-        return self._credits("spend_limit_month")
-
-    def clean_spend_limit_total(self):
-        return self._credits("spend_limit_total")
 
     def clean_allowed_models(self):
         try:
