@@ -6,8 +6,8 @@ from rest_framework.views import APIView
 
 from apps.api.exceptions import ApiError
 from apps.api.serializers import CreditsField, error_responses
-from apps.catalog.models import AIModel, Category
-from apps.generations.providers import provider_keys_available
+from apps.catalog.models import Category
+from apps.generations.providers import models_servable
 
 
 @extend_schema_serializer(component_name="Model")
@@ -39,7 +39,7 @@ class ModelListApi(APIView):
         auth=[],
     )
     def get(self, request):
-        models = AIModel.objects.servable(provider_keys_available())
+        models = models_servable()
         category = request.query_params.get("category")
         if category:
             if category not in Category.values:

@@ -14,9 +14,9 @@ import mcp_types as types
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from apps.catalog.models import AIModel, Category
+from apps.catalog.models import Category
 from apps.generations.models import Job, Output
-from apps.generations.providers import provider_keys_available
+from apps.generations.providers import models_servable
 from apps.generations.waits import MAX_WAIT_SECONDS, job_wait
 from kiwiwhale.lib.internal_api import ApiAnswer, Caller, api_call
 
@@ -54,7 +54,7 @@ def db(function):
 
 @db
 def _servable_models() -> list[tuple[str, dict]]:
-    return [(m.public_model, m.input_schema) for m in AIModel.objects.servable(provider_keys_available())]
+    return [(m.public_model, m.input_schema) for m in models_servable()]
 
 
 async def tools_list() -> list[types.Tool]:

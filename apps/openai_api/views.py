@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 from apps.billing import money
 from apps.catalog.models import AIModel
 from apps.generations.models import Job, Output
-from apps.generations.providers import provider_keys_available
+from apps.generations.providers import models_servable
 from apps.generations.streams import text_deltas
 from apps.generations.waits import job_status
 from apps.openai_api.errors import OpenAIError
@@ -112,7 +112,7 @@ def _form_body(request) -> dict:
 
 @sync_to_async
 def _models_offered() -> list[AIModel]:
-    return [m for m in AIModel.objects.servable(provider_keys_available()) if (m.openai or {}).get("endpoint")]
+    return [m for m in models_servable() if (m.openai or {}).get("endpoint")]
 
 
 def _model_object(model: AIModel) -> dict:
