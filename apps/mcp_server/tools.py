@@ -112,7 +112,7 @@ async def tools_list() -> list[types.Tool]:
         ),
         _tool(
             "cancel_job",
-            "Cancel a job that has not started; its credits come back (cancel.php).",
+            "Cancel a queued or processing job; every credit comes back (cancel.php).",
             {"job_id": job_id},
             ["job_id"],
         ),
