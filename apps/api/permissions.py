@@ -9,12 +9,10 @@ from rest_framework.permissions import BasePermission
 VIEW_SCOPES = {
     # Generating and everything around one's jobs.
     "GenerateApi": "generate",
-    "QuoteApi": "generate",
     "JobApi": "generate",
     "JobCancelApi": "generate",
     "PublicationPublishApi": "generate",
     "PublicationUnpublishApi": "generate",
-    "PublicationRemixApi": "generate",
     "WebhookSecretApi": "generate",
     "WebhookDeliveryListApi": "generate",
     # Money in and out.
@@ -34,8 +32,11 @@ VIEW_SCOPES = {
     "KeyUpdateApi": "keys",
     "KeyRevokeApi": "keys",
     "KeyRotateApi": "keys",
-    # Reading, for any key.
+    # Public (AllowAny: no key needed, so no scope can be asked of one).
     "AgentRegisterApi": None,
+    "QuoteApi": None,
+    "PublicationRemixApi": None,
+    # Reading, for any key.
     "CreditsApi": None,
     "UsageApi": None,
     "ModelListApi": None,

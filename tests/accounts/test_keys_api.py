@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from rest_framework.permissions import AllowAny
 from rest_framework.test import APIClient
 
 from apps.accounts.models import ApiKey
@@ -245,6 +246,9 @@ def test_every_api_route_has_a_scope_rule():
         view = pattern.callback
         name = getattr(view, "cls", getattr(view, "view_class", None)).__name__
         assert name in VIEW_SCOPES, f"{pattern.pattern} ({name}) has no scope in apps/api/permissions.VIEW_SCOPES"
+        view_class = getattr(view, "cls", getattr(view, "view_class", None))
+        if AllowAny in view_class.permission_classes:  # a public view runs no permission: it can ask no scope
+            assert VIEW_SCOPES[name] is None, f"{name} is public; its scope in VIEW_SCOPES would never be asked"
 
 
 def test_it_caps_the_active_keys_of_an_account(alice, monkeypatch):
