@@ -75,7 +75,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "apps.ops.request_id.RequestIdMiddleware",
     "apps.ops.metrics.MetricsMiddleware",
-    "django.middleware.security.SecurityMiddleware",
+    "kiwiwhale.lib.middleware.SecurityMiddleware",  # Django's, its hooks run inline
     "kiwiwhale.lib.csp.ContentSecurityPolicyMiddleware",  # scripts: ours, Stripe.js, inline ones with the nonce
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.api.middleware.InputGuardMiddleware",  # NUL and lone surrogates in paths, queries, forms → 400
@@ -87,6 +87,15 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "apps.affiliates.middleware.ReferralMiddleware",
+]
+# A bearer request to /api/ is served by its own handler with these (kiwiwhale/asgi.py): it has no session, cookie,
+# form or page, and each of these runs inline on the event loop, so the request reaches its view without the site's
+# work or a thread hop between middlewares. The order is MIDDLEWARE's.
+API_MIDDLEWARE = [
+    "apps.ops.request_id.RequestIdMiddleware",
+    "apps.ops.metrics.MetricsMiddleware",
+    "kiwiwhale.lib.middleware.SecurityMiddleware",
+    "apps.api.middleware.InputGuardMiddleware",
 ]
 
 ROOT_URLCONF = "kiwiwhale.urls"
@@ -134,7 +143,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Cache and Celery -------------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"pool_class": "kiwiwhale.lib.redis_pool.SharedConnectionPool"},  # not one per request
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

@@ -9,23 +9,23 @@ from django.http import JsonResponse
 from django.shortcuts import render
 
 from apps.api.exceptions import error_body
+from kiwiwhale.lib.middleware import InlineMiddlewareMixin
 from kiwiwhale.lib.unstorable import field_label, text_problem
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-class InputGuardMiddleware:
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
+class InputGuardMiddleware(InlineMiddlewareMixin):
+    # Inline: it reads the request's text; the pages it renders for a refusal come before the session or the user
+    # is loaded (in the site's chain) or never (the API's chain answers JSON), so no query runs from the loop.
+    def process_request(self, request):
         # A cookie that cannot be stored is no cookie: dropped rather than refused, or a browser holding one would
         # get nothing but errors until it is cleared (the session cookie is looked up in the database).
         for name in [name for name, value in request.COOKIES.items() if text_problem(name) or text_problem(value)]:
             del request.COOKIES[name]
         problem = _request_problem(request)
         if problem is None:
-            return self.get_response(request)
+            return None
         field, why = problem
         if request.path_info.startswith("/api/"):
             body = error_body("invalid_request", f"{field}: {why}.", details=[{"field": field, "message": why}])

@@ -17,6 +17,8 @@ from django.utils import timezone
 from prometheus_client import CollectorRegistry, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
+from kiwiwhale.lib.middleware import InlineMiddlewareMixin
+
 REQUEST_LATENCY = Histogram(
     "kiwiwhale_http_request_duration_seconds",
     "Time to answer an HTTP request, by route and status class.",
@@ -26,17 +28,15 @@ REQUEST_LATENCY = Histogram(
 DURATION_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
-class MetricsMiddleware:
-    def __init__(self, get_response):
-        self.get_response = get_response
+class MetricsMiddleware(InlineMiddlewareMixin):
+    def process_request(self, request):
+        request._metrics_started = time.perf_counter()
 
-    def __call__(self, request):
-        started = time.perf_counter()
-        response = self.get_response(request)
+    def process_response(self, request, response):
         match = getattr(request, "resolver_match", None)
         route = (match.view_name or match.route) if match else "unmatched"
         REQUEST_LATENCY.labels(route, request.method, f"{response.status_code // 100}xx").observe(
-            time.perf_counter() - started
+            time.perf_counter() - request._metrics_started
         )
         return response
 

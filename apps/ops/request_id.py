@@ -9,6 +9,8 @@ import logging
 import re
 import uuid
 
+from kiwiwhale.lib.middleware import InlineMiddlewareMixin
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _INCOMING = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # a proxy's id is kept only when it is harmless in logs
 HEADER = "request_id"
@@ -18,21 +20,18 @@ def request_id_current() -> str:
     return request_id_var.get()
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(InlineMiddlewareMixin):
     """Sets the request id for the request's duration and returns it as `X-Request-ID`."""
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
+    def process_request(self, request):
         incoming = request.headers.get("X-Request-ID", "")
-        value = incoming if _INCOMING.match(incoming) else uuid.uuid4().hex
-        token = request_id_var.set(value)
-        try:
-            response = self.get_response(request)
-        finally:
-            request_id_var.reset(token)
-        response["X-Request-ID"] = value
+        request.request_id = incoming if _INCOMING.match(incoming) else uuid.uuid4().hex
+        request._request_id_token = request_id_var.set(request.request_id)
+
+    def process_response(self, request, response):
+        # Every exception below is a response by now (Django's convert_exception_to_response), so this runs.
+        request_id_var.reset(request._request_id_token)
+        response["X-Request-ID"] = request.request_id
         return response
 
 

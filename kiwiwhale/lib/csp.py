@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from kiwiwhale.lib.middleware import InlineMiddlewareMixin
+
 
 def _origin(url: str) -> str:
     parts = urlsplit(url)
@@ -38,12 +40,10 @@ def csp_header(nonce: str) -> str:
     return "; ".join(" ".join([name, *dict.fromkeys(v for v in values if v)]) for name, values in directives.items())
 
 
-class ContentSecurityPolicyMiddleware:
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
+class ContentSecurityPolicyMiddleware(InlineMiddlewareMixin):
+    def process_request(self, request):
         request.csp_nonce = secrets.token_urlsafe(16)
-        response = self.get_response(request)
+
+    def process_response(self, request, response):
         response.setdefault("Content-Security-Policy", csp_header(request.csp_nonce))
         return response
