@@ -10,18 +10,27 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     keyword = "Bearer"
 
-    def authenticate(self, request):
+    def authenticate(self, request, found: dict | None = None):
+        """`found`: the key's cache entry, read by the caller with its own (api_key_cache_names)."""
+        raw = self.raw_key(request)
+        if raw is None:
+            return None
+        key = api_key_authenticate(raw, found=found)
+        if key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        api_key_admit(key=key, client_ip=client_ip(request))  # KeyRefused: the exception handler answers it
+        return key.user, key
+
+    @staticmethod
+    def raw_key(request) -> str | None:
+        """The key the request carries; None without an Authorization header."""
         header = authentication.get_authorization_header(request).decode("latin-1")
         if not header:
             return None
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer" or not raw.strip() or " " in raw.strip():
             raise exceptions.AuthenticationFailed("Malformed Authorization header; use 'Bearer kw_…'.")
-        key = api_key_authenticate(raw.strip())
-        if key is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
-        api_key_admit(key=key, client_ip=client_ip(request))  # KeyRefused: the exception handler answers it
-        return key.user, key
+        return raw.strip()
 
     def authenticate_header(self, request):
         return 'Bearer realm="api"'

@@ -10,6 +10,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
+from django.core.cache import cache
 from django.db import connection
 from django.http import HttpResponse
 from django.utils import timezone
@@ -29,14 +30,21 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.authentication import ApiKeyAuthentication
-from apps.accounts.services import KeyRefused
+from apps.accounts.services import KeyRefused, api_key_cache_names
 from apps.api.exceptions import ApiError, key_refused_response
 from apps.api.idempotency import idempotent
 from apps.api.permissions import key_scope_check
 from apps.api.serializers import CreditsField, error_responses
 from apps.catalog.services import model_resolve
 from apps.generations.models import WEBHOOK_EVENTS, Job, Output
-from apps.generations.services import job_answer_cached, job_answer_keep, job_cancel, job_create, job_quote
+from apps.generations.services import (
+    job_answer_cache_names,
+    job_answer_cached,
+    job_answer_keep,
+    job_cancel,
+    job_create,
+    job_quote,
+)
 from apps.generations.waits import MAX_WAIT_SECONDS, job_wait
 from kiwiwhale.lib.internal_api import internal_options
 from kiwiwhale.lib.keyset import InvalidCursor, keyset_page, page_url
@@ -495,7 +503,13 @@ def _poll_lean(request, job_id: str) -> HttpResponse | None:
     if request.method != "GET" or request.headers.get("Accept", "") not in _ACCEPT_PLAIN:
         return None
     try:
-        authenticated = ApiKeyAuthentication().authenticate(request)
+        raw_key = ApiKeyAuthentication.raw_key(request)
+        if raw_key is None:
+            return None
+        # The key and the job's answer in one round trip to the cache.
+        names = [*api_key_cache_names(raw_key), *job_answer_cache_names(job_id)]
+        found = cache.get_many(names) if names else {}
+        authenticated = ApiKeyAuthentication().authenticate(request, found=found)
         if authenticated is not None:
             key_scope_check(authenticated[1], JobApi.__name__)
     except exceptions.AuthenticationFailed:
@@ -507,7 +521,7 @@ def _poll_lean(request, job_id: str) -> HttpResponse | None:
     if authenticated is None:
         return None
     request.user = authenticated[0]  # as DRF sets it, for the middleware after the view
-    body, generation = job_answer_cached(job_id=job_id, user_id=request.user.pk)
+    body, generation = job_answer_cached(job_id=job_id, user_id=request.user.pk, found=found)
     if body is None:
         job = Job.objects.for_user(request.user).visible().answer_fields().filter(pk=job_id).first()
         if job is None:

@@ -535,12 +535,20 @@ def _job_answer_cache_on() -> bool:
     return bool(settings.REDIS_URL)  # a per-process cache could not hear of a deletion in another process
 
 
-def job_answer_cached(*, job_id: str, user_id: int) -> tuple[dict | None, str | None]:
-    """(the cached answer of `user_id`'s ended job or None, the catalog generation to keep a new one under)."""
+def job_answer_cache_names(job_id: str) -> list[str]:
+    """The cache entries job_answer_cached reads (none without the shared cache), for a caller that reads them
+    together with its own in one round trip."""
+    return [*_job_answer_names(job_id), CATALOG_GENERATION_KEY] if _job_answer_cache_on() else []
+
+
+def job_answer_cached(*, job_id: str, user_id: int, found: dict | None = None) -> tuple[dict | None, str | None]:
+    """(the cached answer of `user_id`'s ended job or None, the catalog generation to keep a new one under).
+    `found`: the entries of job_answer_cache_names, already read by the caller."""
     if not _job_answer_cache_on():
         return None, None
     name, gone = _job_answer_names(job_id)
-    found = cache.get_many([name, gone, CATALOG_GENERATION_KEY])
+    if found is None:
+        found = cache.get_many(job_answer_cache_names(job_id))
     generation = catalog_generation(found.get(CATALOG_GENERATION_KEY))
     entry = found.get(name)
     if gone in found or not isinstance(entry, tuple):

@@ -1,3 +1,4 @@
+import contextlib
 import hashlib
 import json
 import time
@@ -207,9 +208,28 @@ def test_it_polls_a_job_in_one_query_and_an_ended_one_in_none(catalog, alice_api
         body = alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).json()
     assert body["status"] == "completed" and len(body["outputs"]) == 1
     assert len(queries) == 2  # job + model, outputs; the answer is then kept
-    with CaptureQueriesContext(connection) as queries:
+    with CaptureQueriesContext(connection) as queries, _redis_commands() as commands:
         assert alice_api.get("/api/v1/jobs.php", {"job_id": job_id}).json() == body
     assert len(queries) == 0  # an ended job's answer: from Redis, as the key is
+    assert commands == ["MGET"]  # the key, the answer, its tombstone and the catalog's generation: one round trip
+
+
+@contextlib.contextmanager
+def _redis_commands():
+    """The commands this process sends to Redis meanwhile (a spy: each is still sent)."""
+    import redis
+
+    sent, execute = [], redis.Redis.execute_command
+
+    def spy(self, *args, **options):
+        sent.append(args[0])
+        return execute(self, *args, **options)
+
+    redis.Redis.execute_command = spy
+    try:
+        yield sent
+    finally:
+        redis.Redis.execute_command = execute
 
 
 def _answer(response) -> tuple:

@@ -1,0 +1,105 @@
+"""The API's own handler (kiwiwhale/asgi.py): a request to /api/ with an Authorization header goes to Django with
+API_MIDDLEWARE, each running inline on the event loop; everything else to the site's chain. On the real server."""
+
+import asyncio
+import threading
+
+import httpx
+import pytest
+from django.conf import settings
+from django.http import HttpResponse
+from django.test import RequestFactory
+
+from apps.generations.models import Job
+from kiwiwhale.lib.middleware import InlineMiddlewareMixin
+from tests.conftest import make_user
+
+CHEAP = {"model": "local/procedural-image", "input": {"prompt": "a kiwi", "width": 64, "height": 64}}
+
+
+def test_the_api_handler_runs_only_inline_middlewares_and_the_site_keeps_its_own():
+    from kiwiwhale.asgi import api_application, django_application
+
+    assert asyncio.iscoroutinefunction(api_application._middleware_chain)  # no adapter: the chain is async
+    chain = _chain(api_application)
+    assert [f"{m.__module__}.{m.__qualname__}" for m in chain] == settings.API_MIDDLEWARE
+    assert all(issubclass(m, InlineMiddlewareMixin) for m in chain)
+    # The API's chain keeps the site's order; the site's keeps the session and CSRF.
+    assert [m for m in settings.MIDDLEWARE if m in settings.API_MIDDLEWARE] == settings.API_MIDDLEWARE
+    site = {f"{m.__module__}.{m.__qualname__}" for m in _chain(django_application)}
+    assert {"django.contrib.sessions.middleware.SessionMiddleware", "django.middleware.csrf.CsrfViewMiddleware"} <= site
+
+
+def _chain(handler) -> list[type]:
+    """The classes of a handler's middlewares, outermost first (function middlewares end the walk)."""
+    found, current = [], handler._middleware_chain
+    while True:
+        current = getattr(current, "__wrapped__", current)  # convert_exception_to_response's wrapper
+        current = getattr(current, "func", current)  # asgiref's adapter around a sync part of the chain
+        if not hasattr(current, "get_response"):
+            return found
+        found.append(type(current))
+        current = current.get_response
+
+
+def test_an_inline_middleware_runs_its_hooks_on_the_event_loop_in_an_async_chain():
+    seen = {}
+
+    class Probe(InlineMiddlewareMixin):
+        def process_request(self, request):
+            seen["request"] = threading.get_ident()
+
+        def process_response(self, request, response):
+            seen["response"] = threading.get_ident()
+            return response
+
+    async def view(request):
+        seen["view"] = threading.get_ident()
+        return HttpResponse("ok")
+
+    async def run():
+        seen["loop"] = threading.get_ident()
+        return await Probe(view)(RequestFactory().get("/"))
+
+    assert asyncio.run(run()).content == b"ok"
+    assert seen["request"] == seen["view"] == seen["response"] == seen["loop"]
+    # And in a sync chain, the same hooks run as Django's MiddlewareMixin runs them.
+    seen.clear()
+    assert Probe(lambda request: HttpResponse("sync"))(RequestFactory().get("/")).content == b"sync"
+    assert set(seen) == {"request", "response"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bearer_call_gets_the_contract_without_the_sites_cookies_or_csrf(web_server, catalog):
+    from apps.accounts.services import api_key_create
+
+    user = make_user("handler", credits="1")
+    _, key = api_key_create(user=user, name="handler")
+    bearer = {"Authorization": f"Bearer {key}", "X-Request-ID": "req-handler-1"}
+    with httpx.Client(base_url=web_server, timeout=30) as client:
+        # A POST with no CSRF token and no session: the key is the credential.
+        submitted = client.post("/api/v1/generate.php", json=CHEAP, headers=bearer)
+        assert submitted.status_code == 202, submitted.text
+        assert submitted.headers["X-Request-ID"] == "req-handler-1"
+        assert submitted.headers["X-Content-Type-Options"] == "nosniff"  # Django's security headers, inline
+        assert "set-cookie" not in submitted.headers and "content-security-policy" not in submitted.headers
+        job_id = submitted.json()["job_id"]
+        assert Job.objects.get(pk=job_id).user == user
+        polled = client.get(f"/api/v1/jobs/{job_id}", headers=bearer)
+        assert polled.status_code == 200 and polled.json()["job_id"] == job_id
+
+        # Every refusal in the contract's shape, from this handler too.
+        bad = client.get("/api/v1/credits.php", headers={"Authorization": "Bearer kw_not-a-key"})
+        assert bad.status_code == 401 and bad.json()["success"] is False
+        assert bad.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+        malformed = client.get("/api/v1/credits.php", headers={"Authorization": "Basic eDp5"})
+        assert malformed.status_code == 401 and malformed.json()["success"] is False
+        nul = client.get("/api/v1/jobs.php", params={"job_id": "job_\x00x"}, headers=bearer)
+        assert nul.status_code == 400 and nul.json()["error"] == "invalid_request"
+        unknown = client.get("/api/v1/no-such-endpoint.php", headers=bearer)
+        assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
+
+        # Without the header, the site's chain answers (its CSP on every response), with the same contract.
+        anonymous = client.get("/api/v1/credits.php")
+        assert anonymous.status_code in (401, 403) and anonymous.json()["success"] is False
+        assert "content-security-policy" in anonymous.headers
