@@ -1,6 +1,7 @@
 """The ASGI application that scripts/web serves: /mcp goes to the MCP server, a request to /api/ that carries an
 `Authorization` header to Django's API handler, everything else to Django with the site's middlewares."""
 
+import asyncio
 import os
 
 from django.conf import settings
@@ -9,8 +10,6 @@ from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kiwiwhale.settings")
 django_application = get_asgi_application()
-
-from apps.mcp_server.server import mcp_application  # noqa: E402 - needs Django set up first
 
 
 class ApiHandler(ASGIHandler):
@@ -27,8 +26,65 @@ class ApiHandler(ASGIHandler):
             settings.MIDDLEWARE = site
 
 
+class LazyMcp:
+    """The MCP server, built at the first /mcp request: the SDK and its web stack (pydantic, starlette, anyio) hold
+    ~27 MiB that a web process serving no MCP client never needs. Its lifespan (the session manager's task group)
+    runs in a task of its own from then until the server's shutdown, as a task group must enter and exit in one
+    task."""
+
+    def __init__(self):
+        self.app = None
+        self._building = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._task = None
+
+    async def __call__(self, scope, receive, send):
+        if self.app is None:
+            async with self._building:
+                if self.app is None:
+                    await self._start()
+        await self.app(scope, receive, send)
+
+    async def _start(self):
+        from apps.mcp_server.server import mcp_application
+
+        app = mcp_application()
+        ready = asyncio.Event()
+        self._task = asyncio.create_task(self._run(app, ready))
+        await ready.wait()
+        if self._task.done():
+            self._task.result()  # the lifespan failed to start: raise its error in this request
+        self.app = app
+
+    async def _run(self, app, ready):
+        starlette_app = app.app  # inside BearerKeyRequired
+        try:
+            async with starlette_app.router.lifespan_context(starlette_app):
+                ready.set()
+                await self._stop.wait()
+        finally:
+            ready.set()
+
+    async def shutdown(self):
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+
+async def lifespan(receive, send):
+    """The ASGI lifespan: nothing to start; at shutdown, the MCP server's sessions end if it was started."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await mcp_app.shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 api_application = ApiHandler()
-mcp_app = mcp_application()
+mcp_app = LazyMcp()
 MCP_PATH = "/mcp"
 
 
@@ -40,7 +96,7 @@ def _is_api_call(scope) -> bool:
 
 async def application(scope, receive, send):
     if scope["type"] == "lifespan":
-        await mcp_app(scope, receive, send)  # runs the MCP session manager for the life of the process
+        await lifespan(receive, send)
         return
     path = scope.get("path", "")
     if path == MCP_PATH or path.startswith(MCP_PATH + "/"):
