@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.generations.models import Job
+from kiwiwhale.lib.redis_pool import redis_shared
 
 logger = logging.getLogger(__name__)
 
@@ -27,20 +28,8 @@ def _key(job_id: str) -> str:
     return f"kiwiwhale:job:{job_id}:text"
 
 
-_publisher = None
-
-
-def _redis():
-    global _publisher
-    import redis
-
-    if _publisher is None:
-        _publisher = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)  # a pool, shared by threads
-    return _publisher
-
-
 def _append(job_id: str, fields: dict) -> None:
-    pipe = _redis().pipeline(transaction=False)
+    pipe = redis_shared().pipeline(transaction=False)
     pipe.xadd(_key(job_id), fields)
     pipe.expire(_key(job_id), TEXT_TTL_SECONDS)
     pipe.execute()

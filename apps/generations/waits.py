@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from apps.generations.models import Job
+from kiwiwhale.lib.redis_pool import redis_shared
 
 logger = logging.getLogger(__name__)
 
@@ -97,19 +98,13 @@ def job_event_wake(*, job, event: str) -> None:
         transaction.on_commit(lambda: job_ended_notify(job_id))
 
 
-_publisher = None
-
-
 def job_ended_notify(job_id: str) -> None:
     """Wakes whoever waits on `job_id` (call after the job's terminal transition has committed)."""
-    global _publisher
     if not settings.REDIS_URL:
         return
     import redis
 
-    if _publisher is None:
-        _publisher = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)  # a pool, shared by threads
     try:
-        _publisher.publish(_channel(job_id), "ended")
+        redis_shared().publish(_channel(job_id), "ended")
     except redis.RedisError as exc:  # waiters re-read the status every 2 s anyway
         logger.warning("job_ended_notify(%s): %s", job_id, exc)

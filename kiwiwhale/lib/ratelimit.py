@@ -7,6 +7,8 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
+from kiwiwhale.lib.redis_pool import redis_shared
+
 PERIODS = {"second": 1, "s": 1, "minute": 60, "min": 60, "m": 60, "hour": 3600, "h": 3600, "day": 86400, "d": 86400}
 
 
@@ -33,18 +35,27 @@ def rate_limit_hit(scope: str, ident: str, *, rate: str) -> int:
     now = time.time()
     window = int(now // period)
     digest = hashlib.sha256(ident.encode()).hexdigest()[:32]  # keeps raw IPs out of the cache keys
-    key = f"ratelimit:{scope}:{digest}:{window}"
-    if cache.add(key, 1, timeout=period + 1):
-        hits = 1
-    else:
-        try:
-            hits = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=period + 1)
-            hits = 1
+    hits = _counter_hit(f"ratelimit:{scope}:{digest}:{window}", timeout=period + 1)
     if hits <= limit:
         return 0
     return max(1, int((window + 1) * period - now))
+
+
+def _counter_hit(key: str, *, timeout: int) -> int:
+    """Adds one to the window's counter and returns it. With Redis, in one round trip (a SET NX that creates the
+    counter with its expiry, then INCR); the cache API would take three (add, then exists + incr)."""
+    if settings.REDIS_URL:
+        pipe = redis_shared().pipeline(transaction=True)
+        pipe.set(cache.make_key(key), 0, ex=timeout, nx=True)
+        pipe.incr(cache.make_key(key))
+        return pipe.execute()[1]
+    if cache.add(key, 1, timeout=timeout):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=timeout)
+        return 1
 
 
 def client_ip(request) -> str:

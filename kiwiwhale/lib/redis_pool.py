@@ -24,3 +24,11 @@ class SharedConnectionPool(redis.ConnectionPool):
             if pool is None:
                 pool = _pools[key] = redis.ConnectionPool.from_url(url, **kwargs)
         return pool
+
+
+def redis_shared() -> redis.Redis:
+    """A Redis client on this process's pool for settings.REDIS_URL, for what the cache API cannot say in one round
+    trip (pipelines, streams, pub/sub). Short socket timeouts: its callers fall back when Redis is slow."""
+    from django.conf import settings
+
+    return redis.Redis(connection_pool=SharedConnectionPool.from_url(settings.REDIS_URL, socket_timeout=2))

@@ -5,6 +5,7 @@ says so. It never draws the prompt and its pixels never depend on the prompt's w
 published picture cannot be read off it, nor confirmed by re-rendering a guess.
 """
 
+import functools
 import hashlib
 import io
 import random
@@ -61,12 +62,20 @@ def _render(prompt: str, width: int, height: int, seed: int) -> OutputData:
     )
 
 
+_GRADIENT_SIDE = 384
+
+
+@functools.cache
+def _gradient_square() -> Image.Image:
+    return Image.linear_gradient("L").resize((_GRADIENT_SIDE, _GRADIENT_SIDE))  # never changed: rotate() copies
+
+
 def _gradient(angle: float) -> Image.Image:
     """A 256x256 linear gradient at `angle` degrees, from 0 to 255, with no empty corners."""
     # Rotating the square gradient itself leaves its corners empty (black). Rotate one large enough that its
     # inscribed circle (radius 192) covers the centre 256x256 square (half-diagonal 181), then cut that out.
-    side = 384
-    rotated = Image.linear_gradient("L").resize((side, side)).rotate(angle, resample=Image.Resampling.BILINEAR)
+    side = _GRADIENT_SIDE
+    rotated = _gradient_square().rotate(angle, resample=Image.Resampling.BILINEAR)
     offset = (side - 256) // 2
     return ImageOps.autocontrast(rotated.crop((offset, offset, offset + 256, offset + 256)))
 
