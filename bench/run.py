@@ -242,7 +242,19 @@ def round_trip_ours(base: str, key: str, count: int) -> list[float]:
     return times
 
 
-def round_trip_floor(count: int) -> list[float]:
+def round_trip_ours_waited(base: str, key: str, count: int) -> list[float]:
+    """Submit with `Prefer: wait`: one request, answered when the job ends (woken by the worker's notification)."""
+    headers = {"Authorization": f"Bearer {key}", "Prefer": "wait=10"}
+    times = []
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        for _ in range(count):
+            started = time.perf_counter()
+            assert client.post("/api/v1/generate.php", json=CHEAP).json()["status"] == "completed"
+            times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def round_trip_floor(count: int, interval: float = 0.02) -> list[float]:
     sys.path.insert(0, str(ROOT))
     os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = DB_URL, REDIS_URL
     from bench.floor.celery_app import touch
@@ -254,7 +266,7 @@ def round_trip_floor(count: int) -> list[float]:
             started = time.perf_counter()
             touch.delay(row_id)
             while conn.execute("SELECT 1 FROM bench_floor_job WHERE id = %s", [row_id]).fetchone() is None:
-                time.sleep(0.02)
+                time.sleep(interval)
             times.append((time.perf_counter() - started) * 1000)
     return times
 
@@ -345,13 +357,17 @@ def main() -> None:
         time.sleep(6)
         round_trip_ours(ours, keys[1], 5)  # warm-up
         round_trip_floor(5)
-        trips_ours, trips_floor = [], []
+        trips_ours, trips_floor, waited_ours, waited_floor = [], [], [], []
         for _ in range(args.pairs):
             trips_ours += round_trip_ours(ours, keys[1], 10)
             trips_floor += round_trip_floor(10)
+            waited_ours += round_trip_ours_waited(ours, keys[1], 10)
+            waited_floor += round_trip_floor(10, interval=0.001)
         p3 = {
             "ours": (statistics.median(trips_ours), percentile(trips_ours, 0.95)),
             "floor": (statistics.median(trips_floor), percentile(trips_floor, 0.95)),
+            "waited": (statistics.median(waited_ours), percentile(waited_ours, 0.95)),
+            "tight": (statistics.median(waited_floor), percentile(waited_floor, 0.95)),
         }
 
         # P4: 64 submits at once on one wallet vs on 64 wallets.
@@ -426,6 +442,12 @@ def render(results, p3, hot, p5, memory, notes, args) -> str:
         f"| P3 submit → completed, cheapest local model, polled every 20 ms | p50 {ours50:.1f} ms, p95 {ours95:.1f} ms "
         f"| bare Celery round trip p50 {floor50:.1f} ms, p95 {floor95:.1f} ms "
         f"| **{ours50 / floor50:.1f}× / {ours95 / floor95:.1f}×** | ≤ 1.5× |"
+    )
+    (waited50, waited95), (tight50, tight95) = p3["waited"], p3["tight"]
+    lines.append(
+        f"| P3w the same with `Prefer: wait` (one request, woken by the worker), against the floor polled every 1 ms "
+        f"| p50 {waited50:.1f} ms, p95 {waited95:.1f} ms | p50 {tight50:.1f} ms, p95 {tight95:.1f} ms "
+        f"| {waited50 / tight50:.1f}× / {waited95 / tight95:.1f}× | (none: what an agent that waits sees) |"
     )
     lines.append(
         f"| P4 64 submits on one wallet vs 64 wallets | | | **{statistics.median(hot):.2f}** "

@@ -75,7 +75,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "apps.ops.request_id.RequestIdMiddleware",
     "apps.ops.metrics.MetricsMiddleware",
-    "kiwiwhale.lib.middleware.SecurityMiddleware",  # Django's, its hooks run inline
+    "django.middleware.security.SecurityMiddleware",
     "kiwiwhale.lib.csp.ContentSecurityPolicyMiddleware",  # scripts: ours, Stripe.js, inline ones with the nonce
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.api.middleware.InputGuardMiddleware",  # NUL and lone surrogates in paths, queries, forms → 400
@@ -90,11 +90,12 @@ MIDDLEWARE = [
 ]
 # A bearer request to /api/ is served by its own handler with these (kiwiwhale/asgi.py): it has no session, cookie,
 # form or page, and each of these runs inline on the event loop, so the request reaches its view without the site's
-# work or a thread hop between middlewares. The order is MIDDLEWARE's.
+# work or a thread hop between middlewares. The order is MIDDLEWARE's. (The site's chain is sync from its session
+# middleware on, so it keeps Django's own SecurityMiddleware, the one `check --deploy` looks for.)
 API_MIDDLEWARE = [
     "apps.ops.request_id.RequestIdMiddleware",
     "apps.ops.metrics.MetricsMiddleware",
-    "kiwiwhale.lib.middleware.SecurityMiddleware",
+    "kiwiwhale.lib.middleware.SecurityMiddleware",  # Django's, its hooks run inline
     "apps.api.middleware.InputGuardMiddleware",
 ]
 

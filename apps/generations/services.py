@@ -159,23 +159,30 @@ def job_run(*, job_id: str) -> None:
 
     The claim takes a lease that a thread of this worker renews while the job runs (job_lease_kept).
     """
-    owner = _lease_owner_new()
+    job = Job.objects.select_related("model", "hold").filter(pk=job_id, status=Job.Status.QUEUED).first()
+    if job is None:
+        return  # a duplicate delivery, or a job already finished or cancelled
+    routes = routes_usable(job.model)
     now = timezone.now()
+    claim = {
+        "started_at": now,
+        "lease_owner": _lease_owner_new(),
+        "lease_expires_at": now + _lease_length(),
+        "requeues": 0,
+    }
+    if routes:  # the route it starts on, recorded by the claim itself: one UPDATE and one commit less
+        claim.update(provider=routes[0].provider, route=routes[0], poll_at=None)
+    # Conditional: a job canceled since it was read is not claimed (the read fields never change once queued).
     claimed = Job.objects.filter(pk=job_id).transition(
-        source=Job.Status.QUEUED,
-        target=Job.Status.PROCESSING,
-        started_at=now,
-        attempts=F("attempts") + 1,
-        lease_owner=owner,
-        lease_expires_at=now + _lease_length(),
-        requeues=0,
+        source=Job.Status.QUEUED, target=Job.Status.PROCESSING, attempts=F("attempts") + 1, **claim
     )
     if not claimed:
-        return  # a duplicate delivery, or a job already finished or cancelled
-    job = Job.objects.select_related("model", "hold").get(pk=job_id)
+        return
+    for field, value in {**claim, "status": Job.Status.PROCESSING, "attempts": job.attempts + 1}.items():
+        setattr(job, field, value)
     job_event_notify(job=job, event="started")
-    with job_lease_kept(job_id=job_id, owner=owner):
-        _job_try_routes(job, routes_usable(job.model))
+    with job_lease_kept(job_id=job_id, owner=job.lease_owner):
+        _job_try_routes(job, routes, first_recorded=bool(routes))
 
 
 def _lease_owner_new() -> str:
@@ -279,12 +286,16 @@ POLL_ERROR_BUDGET = 5  # transient errors while polling one upstream job before 
 TIMEOUT_MESSAGE = "The job took too long and was stopped."
 
 
-def _job_try_routes(job: Job, routes: list[ModelRoute], first_error: ProviderError | None = None) -> None:
+def _job_try_routes(
+    job: Job, routes: list[ModelRoute], first_error: ProviderError | None = None, first_recorded: bool = False
+) -> None:
+    """`first_recorded`: the claim already recorded the first route on the job."""
     # Called outside any transaction: a provider may take minutes.
     last_error = first_error or ProviderError("No provider can serve this model right now.", code="model_unavailable")
-    for route in routes:
-        # poll_at empty: this run holds the job itself (a lapsed lease then means a lost run, not a lost poll).
-        Job.objects.filter(pk=job.pk).update(provider=route.provider, route=route, poll_at=None)
+    for index, route in enumerate(routes):
+        if index or not first_recorded:
+            # poll_at empty: this run holds the job itself (a lapsed lease then means a lost run, not a lost poll).
+            Job.objects.filter(pk=job.pk).update(provider=route.provider, route=route, poll_at=None)
         try:
             adapter = provider_for(route.provider)
             streamed = {"on_text": text_publisher(job_id=job.pk)} if job.stream_text and adapter.streams_text else {}

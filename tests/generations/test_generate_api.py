@@ -376,11 +376,13 @@ def test_the_worker_runs_a_local_job_in_a_bounded_number_of_queries(catalog, ali
     with CaptureQueriesContext(connection) as queries:
         job_run(job_id=job_id)
     assert Job.objects.get(pk=job_id).status == "completed"
-    # The claim, the job with its model and hold, the route it runs on, the staged file's name; then, in one
-    # transaction (a savepoint here, inside the test's): completed, its output, the hold settled. The routes come
-    # from the catalog copy, event listeners with nothing to write open no savepoint, and a local engine has no
-    # provider account to record its success on.
-    assert len(queries) == 9, [q["sql"][:80] for q in queries.captured_queries]
+    # The job with its model and hold, the claim (which records the route it runs on), the staged file's name;
+    # then, in one transaction (a savepoint here, inside the test's): completed, its output, the hold settled. The
+    # routes come from the catalog copy, event listeners with nothing to write open no savepoint, and a local engine
+    # has no provider account to record its success on.
+    assert len(queries) == 8, [q["sql"][:80] for q in queries.captured_queries]
+    job = Job.objects.get(pk=job_id)
+    assert job.route is not None and job.provider == "local" and job.attempts == 1 and job.started_at
 
 
 def test_the_lean_poll_keeps_every_rule_of_the_key(catalog, alice, alice_api):
