@@ -1,6 +1,6 @@
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kiwiwhale.settings")
 
@@ -8,6 +8,18 @@ app = Celery("kiwiwhale")
 # Everything, the beat schedule (CELERY_BEAT_SCHEDULE) included, comes from the settings module.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.task_prerun.connect(weak=False)
+@signals.task_postrun.connect(weak=False)
+def _database_connections_check(**kwargs) -> None:
+    """Around each task as Django does around each request: a connection that failed, or is older than
+    CONN_MAX_AGE, is closed; a kept one is health-checked at its next use (CONN_HEALTH_CHECKS). Celery's own
+    fixup would close every connection around every task (CELERY_DB_REUSE_MAX turns that into a periodic
+    recycle), so each job paid a new PostgreSQL connection."""
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 def queue_size(name: str) -> int | None:

@@ -121,6 +121,7 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # a kept connection is checked before its reuse
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool("DB_POOL", default=False):
     # The ASGI web server (scripts/web turns this on) runs each request in a thread of its own, so a persistent
     # connection per thread would pile up; a psycopg pool per process hands connections back after each request.
@@ -177,6 +178,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # that was already running is not rerun by that (the claim refuses it): its lapsed lease is what recovers it.
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes every database connection around every task unless told to reuse them: it then
+# closes them every 1,000 tasks, and kiwiwhale/celery.py closes a failed or expired one around each task instead.
+CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=600)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
