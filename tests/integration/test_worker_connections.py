@@ -37,19 +37,19 @@ def _run_jobs(user, count: int) -> None:
         time.sleep(0.05)
 
 
+APPLICATION = f"kw-conn-test-{uuid.uuid4().hex[:6]}"  # names this worker's connections, among the suite's others
+
+
 def _worker_backends() -> list[tuple[int, object]]:
-    """(pid, backend_start) of the connections to this database other than the test's own."""
+    """(pid, backend_start) of this test's worker's connections."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid, backend_start FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+        cursor.execute("SELECT pid, backend_start FROM pg_stat_activity WHERE application_name = %s", [APPLICATION])
         return sorted(cursor.fetchall())
 
 
 def test_a_worker_reuses_its_connection_across_jobs_and_replaces_one_that_died(catalog, own_queue):
     user = make_user("conn", credits="1")
-    env = {"DB_CONN_MAX_AGE": "60", "DB_POOL": "0"}
+    env = {"DB_CONN_MAX_AGE": "60", "DB_POOL": "0", "DATABASE_URL": f"{_admin_url()}?application_name={APPLICATION}"}
     with celery_worker_started(queue=own_queue, env=env, log_name="test-worker-connections.log"):
         _run_jobs(user, 1)  # one at a time: the pool's idle thread takes each, on its connection
         before = _worker_backends()
