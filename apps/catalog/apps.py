@@ -10,20 +10,15 @@ class CatalogConfig(AppConfig):
         from apps.catalog.services import catalog_changed
         from apps.generations.providers import provider_availability_changed
 
-        # Cache invalidation only: which providers can run is cached, and an account change must show at once.
-        for signal in (post_save, post_delete):
-            signal.connect(
-                lambda **kwargs: provider_availability_changed(),
-                sender=ProviderAccount,
-                weak=False,
-                dispatch_uid=f"provider-availability-{signal}",
-            )
-        # What processes keep of the catalog (resolved models, cached job answers) is stale once any row changes.
+        def changed(sender, **kwargs):
+            # What processes keep of the catalog (resolved models, cached job answers) is stale once any row
+            # changes; which providers can run is cached too, and an account change must show at once.
+            catalog_changed()
+            if sender is ProviderAccount:
+                provider_availability_changed()
+
         for sender in (AIModel, ModelRoute, ProviderAccount):
             for signal in (post_save, post_delete):
                 signal.connect(
-                    lambda **kwargs: catalog_changed(),
-                    sender=sender,
-                    weak=False,
-                    dispatch_uid=f"catalog-generation-{sender.__name__}-{signal}",
+                    changed, sender=sender, weak=False, dispatch_uid=f"catalog-changed-{sender.__name__}-{signal}"
                 )
