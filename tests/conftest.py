@@ -144,6 +144,21 @@ def anon_api():
     return APIClient()
 
 
+@pytest.fixture
+def broker_queue(settings):
+    """A queue of this test's own on the real Redis broker, where its jobs are sent; no worker consumes it unless
+    the test starts one (celery_worker_started)."""
+    import redis
+
+    from kiwiwhale.celery import app
+
+    name, previous = f"kiwiwhale-own-{uuid.uuid4().hex[:8]}", app.conf.task_default_queue
+    settings.CELERY_TASK_DEFAULT_QUEUE = app.conf.task_default_queue = name
+    yield name
+    app.conf.task_default_queue = previous
+    redis.Redis.from_url(app.conf.broker_url).delete(name)
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker):
     """A real `celery worker` process on the real broker, using the test database and media folder."""

@@ -211,16 +211,6 @@ def test_the_worker_renews_the_lease_while_the_job_runs(alice, text_model, echo_
 # --- lost messages --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def broker_queue(settings):
-    """A queue of this test's own on the real Redis broker, with no worker on it."""
-    name, previous = f"kiwiwhale-requeue-{uuid.uuid4().hex[:8]}", app.conf.task_default_queue
-    settings.CELERY_TASK_DEFAULT_QUEUE = app.conf.task_default_queue = name
-    yield name
-    app.conf.task_default_queue = previous
-    redis.Redis.from_url(app.conf.broker_url).delete(name)
-
-
 def age_messages(minutes: int = 60):
     Job.objects.filter(enqueued_at__isnull=False).update(enqueued_at=timezone.now() - timedelta(minutes=minutes))
     Job.objects.update(created_at=timezone.now() - timedelta(minutes=minutes))

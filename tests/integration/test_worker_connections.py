@@ -12,20 +12,11 @@ from django.db import connection
 from apps.catalog.services import model_resolve
 from apps.generations.models import Job
 from apps.generations.services import job_create
-from kiwiwhale.celery import app
 from tests.conftest import celery_worker_started, make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
 CHEAP = {"prompt": "a kiwi", "width": 64, "height": 64}
-
-
-@pytest.fixture
-def own_queue(settings):
-    name, previous = f"kiwiwhale-conn-{uuid.uuid4().hex[:8]}", app.conf.task_default_queue
-    settings.CELERY_TASK_DEFAULT_QUEUE = app.conf.task_default_queue = name
-    yield name
-    app.conf.task_default_queue = previous
 
 
 def _run_jobs(user, count: int) -> None:
@@ -47,10 +38,10 @@ def _worker_backends() -> list[tuple[int, object]]:
         return sorted(cursor.fetchall())
 
 
-def test_a_worker_reuses_its_connection_across_jobs_and_replaces_one_that_died(catalog, own_queue):
+def test_a_worker_reuses_its_connection_across_jobs_and_replaces_one_that_died(catalog, broker_queue):
     user = make_user("conn", credits="1")
     env = {"DB_CONN_MAX_AGE": "60", "DB_POOL": "0", "DATABASE_URL": f"{_admin_url()}?application_name={APPLICATION}"}
-    with celery_worker_started(queue=own_queue, env=env, log_name="test-worker-connections.log"):
+    with celery_worker_started(queue=broker_queue, env=env, log_name="test-worker-connections.log"):
         _run_jobs(user, 1)  # one at a time: the pool's idle thread takes each, on its connection
         before = _worker_backends()
         assert len(before) == 1
