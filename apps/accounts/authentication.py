@@ -11,7 +11,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request, found: dict | None = None):
-        """`found`: the key's cache entry, read by the caller with its own (api_key_cache_names)."""
+        """`found`: the key's cache entry, read by the caller with its own (api_key_cache_names). Once per HTTP
+        request: a view that hands the request on (the lean poll to the DRF view) neither reads the key again nor
+        counts the request twice against the key's minute."""
+        http_request = getattr(request, "_request", request)  # DRF's Request wraps Django's
+        admitted = getattr(http_request, "_api_key_admitted", None)
+        if admitted is not None:
+            return admitted
         raw = self.raw_key(request)
         if raw is None:
             return None
@@ -19,6 +25,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         api_key_admit(key=key, client_ip=client_ip(request))  # KeyRefused: the exception handler answers it
+        http_request._api_key_admitted = (key.user, key)
         return key.user, key
 
     @staticmethod

@@ -413,3 +413,7 @@ def test_the_lean_poll_keeps_every_rule_of_the_key(catalog, alice, alice_api):
     assert [poll(limited).status_code for _ in range(2)] == [200, 200]
     over = poll(limited)
     assert over.status_code == 429 and over.json()["error"] == "rate_limited" and int(over["Retry-After"]) >= 1
+    # An unknown job: the lean poll hands the request to the DRF view, which answers the 404; counted once too.
+    _, limited = api_key_create(user=alice, name="slow-404", rpm_limit=2)
+    job_id = "job_unknown"
+    assert [poll(limited).status_code for _ in range(3)] == [404, 404, 429]
