@@ -23,6 +23,7 @@ from apps.affiliates.services import referral_attribute
 from apps.billing import money
 from apps.billing.services import credits_grant, wallet_get
 from kiwiwhale.lib.ratelimit import rate_limit_hit
+from kiwiwhale.lib.redis_pool import shared_cache_on
 
 
 def account_setup(*, user: User) -> None:
@@ -278,13 +279,9 @@ def _key_cache_name(key_hash: str) -> str:
     return f"apikey:{key_hash}"
 
 
-def _key_cache_on() -> bool:
-    return bool(settings.REDIS_URL)  # a per-process cache could not be told about a revoke in another process
-
-
 def api_key_cache_forget(*, key_hashes=(), user_id: int | None = None) -> None:
     """Makes every web process stop trusting these keys (and, with user_id, all of that user's keys) at once."""
-    if not _key_cache_on():
+    if not shared_cache_on():
         return
     hashes = list(key_hashes)
     if user_id is not None:
@@ -299,7 +296,7 @@ def api_key_cache_forget(*, key_hashes=(), user_id: int | None = None) -> None:
 def api_key_cache_names(raw_key: str) -> list[str]:
     """The cache entry api_key_authenticate reads for this key (none without the shared cache): a caller that reads
     it together with its own entries, in one round trip, passes what it found as `found`."""
-    if not raw_key.startswith(API_KEY_PREFIX) or not _key_cache_on():
+    if not raw_key.startswith(API_KEY_PREFIX) or not shared_cache_on():
         return []
     return [_key_cache_name(api_key_hash(raw_key))]
 
@@ -311,7 +308,7 @@ def api_key_authenticate(raw_key: str, *, found: dict | None = None) -> ApiKey |
         return None
     key_hash = api_key_hash(raw_key)
     name = _key_cache_name(key_hash)
-    if _key_cache_on():
+    if shared_cache_on():
         cached = cache.get(name) if found is None else found.get(name)
         if isinstance(cached, ApiKey):
             return cached
@@ -322,7 +319,7 @@ def api_key_authenticate(raw_key: str, *, found: dict | None = None) -> ApiKey |
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() > settings.API_KEY_TOUCH_SECONDS:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
-    if _key_cache_on():
+    if shared_cache_on():
         cache.add(name, key, timeout=settings.API_KEY_TOUCH_SECONDS)  # never over a tombstone
     return key
 

@@ -3,7 +3,6 @@ import json
 import secrets
 from pathlib import Path
 
-from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
@@ -11,6 +10,7 @@ from jsonschema import Draft202012Validator
 
 from apps.billing import money
 from apps.catalog.models import AIModel, ModelRoute, ProviderAccount
+from kiwiwhale.lib.redis_pool import shared_cache_on
 
 
 class ModelNotFound(Exception):
@@ -60,7 +60,7 @@ def model_resolve(public_model: str) -> AIModel:
     its model in one cache read instead of two queries. Rows changed without save() (a queryset's update()) must
     be followed by catalog_changed(). The instances are shared: never change one."""
     global _kept
-    if settings.REDIS_URL:
+    if shared_cache_on():
         generation = catalog_generation()
         if _kept[0] != generation:
             models = AIModel.objects.filter(enabled=True).prefetch_related("routes")
@@ -78,7 +78,7 @@ def model_routes(model: AIModel) -> list[ModelRoute]:
     (the worker's run of a job then costs no query for them), else from the database."""
     if "routes" in getattr(model, "_prefetched_objects_cache", {}):
         return list(model.routes.all())
-    if settings.REDIS_URL:
+    if shared_cache_on():
         try:
             kept = model_resolve(model.public_model)
         except ModelNotFound:  # disabled since the job was accepted: it still runs on its routes

@@ -39,6 +39,7 @@ from apps.generations.providers import (
 from apps.generations.streams import text_publisher
 from kiwiwhale.celery import queue_size
 from kiwiwhale.lib.ratelimit import rate_limit_hit
+from kiwiwhale.lib.redis_pool import shared_cache_on
 from kiwiwhale.lib.tasks import task_enqueue
 from kiwiwhale.lib.unstorable import data_problem
 
@@ -542,20 +543,16 @@ def _job_answer_names(job_id: str) -> tuple[str, str]:
     return f"jobanswer:{job_id}", f"jobanswer-gone:{job_id}"
 
 
-def _job_answer_cache_on() -> bool:
-    return bool(settings.REDIS_URL)  # a per-process cache could not hear of a deletion in another process
-
-
 def job_answer_cache_names(job_id: str) -> list[str]:
     """The cache entries job_answer_cached reads (none without the shared cache), for a caller that reads them
     together with its own in one round trip."""
-    return [*_job_answer_names(job_id), CATALOG_GENERATION_KEY] if _job_answer_cache_on() else []
+    return [*_job_answer_names(job_id), CATALOG_GENERATION_KEY] if shared_cache_on() else []
 
 
 def job_answer_cached(*, job_id: str, user_id: int, found: dict | None = None) -> tuple[dict | None, str | None]:
     """(the cached answer of `user_id`'s ended job or None, the catalog generation to keep a new one under).
     `found`: the entries of job_answer_cache_names, already read by the caller."""
-    if not _job_answer_cache_on():
+    if not shared_cache_on():
         return None, None
     name, gone = _job_answer_names(job_id)
     if found is None:
@@ -576,7 +573,7 @@ def job_answer_keep(*, job: Job, body: dict, generation: str | None) -> None:
 
 
 def job_answer_forget(*, job_id: str) -> None:
-    if _job_answer_cache_on():
+    if shared_cache_on():
         # Outlives any answer a poll that read the job before the deletion may still write.
         cache.set(_job_answer_names(job_id)[1], True, timeout=2 * JOB_ANSWER_CACHE_SECONDS)
 

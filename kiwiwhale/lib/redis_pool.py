@@ -26,6 +26,15 @@ class SharedConnectionPool(redis.ConnectionPool):
         return pool
 
 
+def shared_cache_on() -> bool:
+    """Whether the cache is shared by every process (Redis). What a process keeps there for others (keys, job
+    answers, the catalog's generation) needs it: a per-process cache could not hear of a revoke, a deletion or a
+    catalog change made in another process, so without Redis those reads go to the database."""
+    from django.conf import settings
+
+    return bool(settings.REDIS_URL)
+
+
 def redis_shared() -> redis.Redis:
     """A Redis client on this process's pool for settings.REDIS_URL, for what the cache API cannot say in one round
     trip (pipelines, streams, pub/sub). Short socket timeouts: its callers fall back when Redis is slow."""
