@@ -147,9 +147,9 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "kiwiwhale.lib.redis_pool.SharedRedisCache",
             "LOCATION": REDIS_URL,
-            "OPTIONS": {"pool_class": "kiwiwhale.lib.redis_pool.SharedConnectionPool"},  # not one per request
+            "OPTIONS": {"pool_class": "kiwiwhale.lib.redis_pool.SharedConnectionPool"},  # one per process
         }
     }
 else:

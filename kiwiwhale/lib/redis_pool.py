@@ -5,11 +5,17 @@ makes a pool per cache object. Under ASGI every request runs in a context and a 
 got a new pool and paid a new connection (TCP connect, `CLIENT SETINFO`, the health check) for its first cache
 read. `SHARED` keeps the pools by URL and options, so the connections are reused across requests; redis-py's pool
 is thread-safe and checks the pid, so a forked process makes its own.
+
+`SharedRedisCache` goes one step further: Django's Redis cache builds a `redis.Redis` for every call (its
+`__init__` fills a table of some 250 response callbacks: a fifth of a cached poll's time), and a client object per
+cache object. One client per process, on the shared pool, serves every thread.
 """
 
 import threading
 
 import redis
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from django.utils.functional import cached_property
 
 _pools: dict[tuple, redis.ConnectionPool] = {}
 _lock = threading.Lock()
@@ -26,6 +32,38 @@ class SharedConnectionPool(redis.ConnectionPool):
         return pool
 
 
+class _OneClientPerPool(RedisCacheClient):
+    def __init__(self, servers, **options):
+        super().__init__(servers, **options)
+        self._clients: dict[int, redis.Redis] = {}
+
+    def get_client(self, key=None, *, write=False):
+        index = self._get_connection_pool_index(write)
+        client = self._clients.get(index)
+        if client is None:
+            client = self._clients.setdefault(index, self._client(connection_pool=self._get_connection_pool(write)))
+        return client
+
+
+_cache_clients: dict[tuple, _OneClientPerPool] = {}
+
+
+class SharedRedisCache(RedisCache):
+    """Django's Redis cache with one client per process for each LOCATION and OPTIONS (see the module's note)."""
+
+    @cached_property
+    def _cache(self):
+        key = (tuple(self._servers), *sorted((name, repr(value)) for name, value in self._options.items()))
+        client = _cache_clients.get(key)
+        if client is None:
+            with _lock:
+                client = _cache_clients.setdefault(key, _OneClientPerPool(self._servers, **self._options))
+        return client
+
+
+_shared: dict[str, redis.Redis] = {}
+
+
 def shared_cache_on() -> bool:
     """Whether the cache is shared by every process (Redis). What a process keeps there for others (keys, job
     answers, the catalog's generation) needs it: a per-process cache could not hear of a revoke, a deletion or a
@@ -40,4 +78,8 @@ def redis_shared() -> redis.Redis:
     trip (pipelines, streams, pub/sub). Short socket timeouts: its callers fall back when Redis is slow."""
     from django.conf import settings
 
-    return redis.Redis(connection_pool=SharedConnectionPool.from_url(settings.REDIS_URL, socket_timeout=2))
+    client = _shared.get(settings.REDIS_URL)
+    if client is None:
+        pool = SharedConnectionPool.from_url(settings.REDIS_URL, socket_timeout=2)
+        client = _shared.setdefault(settings.REDIS_URL, redis.Redis(connection_pool=pool))
+    return client

@@ -105,3 +105,51 @@ def test_a_bearer_call_gets_the_contract_without_the_sites_cookies_or_csrf(web_s
         anonymous = client.get("/api/v1/credits.php")
         assert anonymous.status_code in (401, 403) and anonymous.json()["success"] is False
         assert "content-security-policy" in anonymous.headers
+
+
+def test_every_thread_reads_the_cache_through_one_redis_client_per_process():
+    """Django keeps a cache object per thread and per async context (each ASGI request has both) and would build
+    a redis.Redis, with its table of response callbacks, for every call: SharedRedisCache keeps one."""
+    from django.core.cache import caches
+
+    from kiwiwhale.lib.redis_pool import redis_shared
+
+    clients = []
+
+    def read():
+        cache = caches["default"]  # a new cache object in this thread, as in a request's own thread
+        cache.get("kw-probe")
+        clients.append((cache, cache._cache.get_client(), cache._cache.get_client(write=True)))
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(cache) for cache, _, _ in clients}) == 4
+    assert len({id(client) for _, client, _ in clients}) == 1
+    assert len({id(client.connection_pool) for _, client, _ in clients}) == 1
+    assert redis_shared() is redis_shared()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_server_reuses_its_redis_connections_across_requests(web_server, catalog):
+    """Each poll reads the key and the job's answer from Redis; a hundred polls open no connection per poll."""
+    import redis
+
+    from apps.accounts.services import api_key_create
+
+    user = make_user("redis-reuse", credits="1")
+    _, key = api_key_create(user=user, name="reuse")
+    bearer = {"Authorization": f"Bearer {key}"}
+    counter = redis.Redis.from_url(settings.REDIS_URL)
+    with httpx.Client(base_url=web_server, timeout=30, headers=bearer) as client:
+        job_id = client.post("/api/v1/generate.php", json=CHEAP).json()["job_id"]
+        for _ in range(10):  # warm: each web process opens the connections it keeps
+            assert client.get("/api/v1/jobs.php", params={"job_id": job_id}).status_code == 200
+        before = counter.info("stats")["total_connections_received"]
+        for _ in range(100):
+            assert client.get("/api/v1/jobs.php", params={"job_id": job_id}).status_code == 200
+        opened = counter.info("stats")["total_connections_received"] - before
+    # Other processes of the suite may connect meanwhile; a connection per request would be 100 or more.
+    assert opened < 20, opened
