@@ -114,7 +114,8 @@ def test_it_gives_sign_up_credits_from_the_setting(settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_never_overdraws_under_concurrent_holds():
+@pytest.mark.parametrize("key_is_new", [False, True], ids=["general-writer", "one-statement"])
+def test_it_never_overdraws_under_concurrent_holds(key_is_new):
     if connection.vendor != "postgresql":
         pytest.fail("Concurrency is proven on PostgreSQL (make test sets DATABASE_URL).")
     user = make_user("erin", credits="1")
@@ -124,7 +125,7 @@ def test_it_never_overdraws_under_concurrent_holds():
         barrier.wait()
         try:
             with transaction.atomic():
-                hold_place(user=user, amount_micro=100_000, key=f"job:race-{index}")
+                hold_place(user=user, amount_micro=100_000, key=f"job:race-{index}", key_is_new=key_is_new)
             results.append("ok")
         except InsufficientCredits:
             results.append("refused")
@@ -138,3 +139,56 @@ def test_it_never_overdraws_under_concurrent_holds():
         thread.join()
     assert results.count("ok") == 10
     assert wallet_get(user=user).balance_micro == 0
+
+
+def _written(hold):
+    """What a hold placement wrote, without what differs by nature (ids, keys, times)."""
+    hold = Hold.objects.get(pk=hold.pk)
+    entry = LedgerEntry.objects.get(idempotency_key=f"{hold.key}:debit")
+    skip = {"id", "key", "idempotency_key", "created_at", "wallet"}
+    return (
+        {f.attname: getattr(hold, f.attname) for f in Hold._meta.concrete_fields if f.name not in skip},
+        {f.attname: getattr(entry, f.attname) for f in LedgerEntry._meta.concrete_fields if f.name not in skip},
+    )
+
+
+def test_the_one_statement_hold_writes_what_the_general_writer_writes(alice):
+    """A job's hold (a new key) is placed in one statement on PostgreSQL; the rows are the general writer's."""
+    assert connection.vendor == "postgresql", "make test runs on PostgreSQL"
+    from django.db import connection as conn
+    from django.test.utils import CaptureQueriesContext
+
+    with transaction.atomic():
+        general = hold_place(user=alice, amount_micro=2_000_000, key="job:g", reference="job_g", description="m")
+    with transaction.atomic(), CaptureQueriesContext(conn) as queries:
+        fast = hold_place(
+            user=alice, amount_micro=2_000_000, key="job:f", reference="job_g", description="m", key_is_new=True
+        )
+    assert len(queries) == 1, [q["sql"] for q in queries]
+    assert (general.balance_after_micro, fast.balance_after_micro) == (8_000_000, 6_000_000)
+    written_general, written_fast = _written(general), _written(fast)
+    written_general[1]["balance_after_micro"] = 6_000_000  # the second debit leaves the balance lower, as it should
+    assert written_fast == written_general
+    # The hold in memory is the row in the table, ready for the job that references it.
+    assert {f.attname: getattr(fast, f.attname) for f in Hold._meta.concrete_fields} == {
+        f.attname: getattr(Hold.objects.get(pk=fast.pk), f.attname) for f in Hold._meta.concrete_fields
+    }
+    assert wallet_get(user=alice).balance_micro == 6_000_000
+    assert ledger_check() == []
+
+
+def test_the_one_statement_hold_refuses_as_the_general_writer_does(alice):
+    before = wallet_get(user=alice).balance_micro
+    with pytest.raises(InsufficientCredits) as info, transaction.atomic():
+        hold_place(user=alice, amount_micro=before + 1, key="job:short", key_is_new=True)
+    assert (info.value.required_micro, info.value.balance_micro) == (before + 1, before)
+    assert wallet_get(user=alice).balance_micro == before
+    assert not Hold.objects.exists() and not LedgerEntry.objects.filter(amount_micro__lt=0).exists()
+    # An account without a wallet yet: the general writer creates it, then refuses the debit.
+    from django.contrib.auth import get_user_model
+
+    newcomer = get_user_model().objects.create(username="newcomer", email="newcomer@example.com")
+    Wallet.objects.filter(user=newcomer).delete()
+    with pytest.raises(InsufficientCredits), transaction.atomic():
+        hold_place(user=newcomer, amount_micro=1, key="job:newcomer", key_is_new=True)
+    assert wallet_get(user=newcomer).balance_micro == 0

@@ -173,10 +173,11 @@ def test_it_generates_in_a_bounded_number_of_queries(catalog, alice_api):
     generate(alice_api)  # first use of the key writes last_used_at
     with CaptureQueriesContext(connection) as queries:
         assert generate(alice_api).status_code == 202
-    # In one transaction: wallet lock, balance, entry, hold, job; and the test transaction's savepoint around
-    # job_create. The key, and the model with its routes: from Redis and this process's catalog copy; no look-up
-    # of the entry's key (made from a fresh random job id); the balance for the answer: the entry's.
-    assert len(queries) == 7, [q["sql"][:80] for q in queries.captured_queries]
+    # In one transaction: the debit (wallet, entry and hold in one statement), the job; and the test transaction's
+    # savepoint around job_create. The key, and the model with its routes: from Redis and this process's catalog
+    # copy; no look-up of the entry's key (made from a fresh random job id); the balance for the answer: the
+    # debit's.
+    assert len(queries) == 4, [q["sql"][:80] for q in queries.captured_queries]
 
 
 def test_a_submit_sees_a_catalog_change_at_once(catalog, alice_api):

@@ -164,8 +164,16 @@ def hold_place(
     """
     if amount_micro < 0:
         raise ValueError("A hold cannot be negative.")
-    if not transaction.get_connection().in_atomic_block:
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
         raise RuntimeError("hold_place must run inside the transaction that creates what it pays for.")
+    if amount_micro and key_is_new and connection.vendor == "postgresql":
+        hold = _hold_debit_one_statement(
+            user=user, amount_micro=amount_micro, key=key, reference=reference, description=description
+        )
+        if hold is not None:
+            return hold
+        # No row: no wallet yet, or not enough credits. The general writer tells which (and creates the wallet).
     if amount_micro:
         entry = _ledger_post(
             user=user,
@@ -176,8 +184,9 @@ def hold_place(
             description=description,
             key_is_new=key_is_new,
         )
-        wallet_id, balance_after = entry.wallet_id, entry.balance_after_micro
-        _after_debit(entry)
+        wallet, balance_after = entry.wallet, entry.balance_after_micro
+        _after_debit(wallet, amount_micro=amount_micro, balance_after_micro=balance_after)
+        wallet_id = wallet.pk
     else:
         wallet = wallet_get(user=user)
         if wallet.balance_micro < 0:
@@ -189,19 +198,75 @@ def hold_place(
     return hold
 
 
-def _after_debit(entry: LedgerEntry) -> None:
+# What _ledger_post and Hold.objects.create do for a debit with a new key (a job's hold), in one statement and one
+# round trip instead of four. The wallet row stays locked from here to the commit: one INSERT later (the job's)
+# rather than from a SELECT FOR UPDATE four statements earlier, while every submit on the wallet waits for it.
+# No row when the wallet is missing or short of credits.
+# PostgreSQL only (SQLite has no data-modifying WITH). The tables and columns are the models' (a test compares the
+# rows both writers make).
+_HOLD_DEBIT_SQL = """
+WITH wallet AS (
+    UPDATE billing_wallet SET balance_micro = balance_micro - %(amount)s, updated_at = %(now)s
+    WHERE user_id = %(user_id)s AND balance_micro >= %(amount)s
+    RETURNING id, balance_micro, autotopup_trigger_micro, low_balance_threshold_micro
+), entry AS (
+    INSERT INTO billing_ledgerentry (wallet_id, kind, amount_micro, balance_after_micro, idempotency_key,
+                                     reference, description, created_by_id, created_at)
+    SELECT id, %(kind)s, -%(amount)s, balance_micro, %(entry_key)s, %(reference)s, %(description)s, NULL, %(now)s
+    FROM wallet
+), hold AS (
+    INSERT INTO billing_hold (wallet_id, key, amount_micro, charged_micro, status, created_at, resolved_at)
+    SELECT id, %(key)s, %(amount)s, NULL, %(status)s, %(now)s, NULL FROM wallet
+    RETURNING id
+)
+SELECT wallet.id, wallet.balance_micro, wallet.autotopup_trigger_micro, wallet.low_balance_threshold_micro, hold.id
+FROM wallet, hold
+"""
+
+
+def _hold_debit_one_statement(*, user, amount_micro: int, key: str, reference: str, description: str) -> Hold | None:
+    now = timezone.now()
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(
+            _HOLD_DEBIT_SQL,
+            {
+                "amount": amount_micro,
+                "now": now,
+                "user_id": user.pk,
+                "kind": LedgerEntry.Kind.DEBIT,
+                "entry_key": f"{key}:debit",
+                "reference": reference[:100],
+                "description": description[:300],
+                "key": key,
+                "status": Hold.Status.HELD,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    wallet_id, balance_after, trigger, threshold, hold_id = row
+    wallet = Wallet(pk=wallet_id, autotopup_trigger_micro=trigger, low_balance_threshold_micro=threshold)
+    _after_debit(wallet, amount_micro=amount_micro, balance_after_micro=balance_after)
+    hold = Hold.from_db(
+        transaction.get_connection().alias,
+        ["id", "wallet_id", "key", "amount_micro", "charged_micro", "status", "created_at", "resolved_at"],
+        [hold_id, wallet_id, key, amount_micro, None, Hold.Status.HELD, now, None],
+    )
+    hold.balance_after_micro = balance_after
+    return hold
+
+
+def _after_debit(wallet: Wallet, *, amount_micro: int, balance_after_micro: int) -> None:
     """After a hold commits: auto top-up and the low-balance notice, each looked at by a task, never inline.
 
-    `entry.wallet` is the row the writer locked, so this costs no query; nothing is enqueued unless the
-    wallet has auto top-up or a threshold and the balance is below it.
+    `wallet` carries the thresholds read with the locked row, so this costs no query; nothing is enqueued unless
+    the wallet has auto top-up or a threshold and the balance is below it.
     """
-    wallet = entry.wallet
-    after = entry.balance_after_micro
     trigger = wallet.autotopup_trigger_micro
-    if trigger is not None and after < trigger:
+    if trigger is not None and balance_after_micro < trigger:
         transaction.on_commit(lambda: _enqueue("autotopup_run", wallet.pk))
     threshold = wallet.low_balance_threshold_micro
-    if threshold is not None and after - entry.amount_micro >= threshold > after:
+    if threshold is not None and balance_after_micro + amount_micro >= threshold > balance_after_micro:
         transaction.on_commit(lambda: _enqueue("low_balance_notify", wallet.pk))
 
 
