@@ -1,10 +1,29 @@
 import os
+import threading
 
 from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kiwiwhale.settings")
 
-app = Celery("kiwiwhale")
+
+class KiwiWhaleCelery(Celery):
+    """Without a result backend (results are ignored), Celery's DisabledBackend holds no connection, so one serves
+    every thread. Celery keeps one per thread, and under ASGI every request has a thread of its own: each submit
+    built one again for the AsyncResult that `apply_async` returns."""
+
+    _shared_backend = None  # None: not decided yet; False: a real result backend, one per thread as Celery keeps it
+    _shared_backend_lock = threading.Lock()
+
+    @property
+    def backend(self):
+        if self._shared_backend is None:
+            with self._shared_backend_lock:
+                if self._shared_backend is None:
+                    self._shared_backend = False if self.conf.result_backend else self._get_backend()
+        return self._shared_backend or super().backend
+
+
+app = KiwiWhaleCelery("kiwiwhale")
 # Everything, the beat schedule (CELERY_BEAT_SCHEDULE) included, comes from the settings module.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
