@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
 from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -35,7 +35,7 @@ from apps.api.exceptions import ApiError, key_refused_response
 from apps.api.idempotency import idempotent
 from apps.api.permissions import key_scope_check
 from apps.api.serializers import CreditsField, error_responses
-from apps.catalog.services import model_resolve
+from apps.catalog.services import catalog_generation, model_resolve
 from apps.generations.models import WEBHOOK_EVENTS, Job, Output
 from apps.generations.services import (
     job_answer_cache_names,
@@ -49,6 +49,7 @@ from apps.generations.waits import MAX_WAIT_SECONDS, job_wait
 from kiwiwhale.lib.internal_api import internal_options
 from kiwiwhale.lib.keyset import InvalidCursor, keyset_page, page_url
 from kiwiwhale.lib.ratelimit import CounterThrottle
+from kiwiwhale.lib.redis_pool import shared_cache_on
 
 CANCEL_AFTER = re.compile(r"(?:(?P<h>\d{1,3})h)?(?:(?P<m>\d{1,4})m)?(?:(?P<s>\d{1,6})s)?")
 CANCEL_AFTER_MAX = timedelta(hours=24)
@@ -523,17 +524,36 @@ def _poll_lean(request, job_id: str) -> HttpResponse | None:
     request.user = authenticated[0]  # as DRF sets it, for the middleware after the view
     body, generation = job_answer_cached(job_id=job_id, user_id=request.user.pk, found=found)
     if body is None:
-        job = Job.objects.for_user(request.user).visible().answer_fields().filter(pk=job_id).first()
-        if job is None:
+        body = _job_answer_read(Job.objects.for_user(request.user), job_id, generation)
+        if body is None:
             return None
-        if job.status != Job.Status.COMPLETED:
-            job._prefetched_objects_cache = {"outputs": _no_outputs()}
-        body = JobApi.OutputSerializer(job).data  # output URLs as stored: made absolute below, per request
-        job_answer_keep(job=job, body=body, generation=generation)
     if body["outputs"]:
         body = {**body, "outputs": [{**o, "url": _url_absolute(request, o["url"])} if o["url"] else o
                                     for o in body["outputs"]]}  # fmt: skip
     return _render(body, status.HTTP_200_OK, _DRF_HEADERS)
+
+
+def _job_answer_read(jobs, job_id: str, generation: str | None) -> dict | None:
+    """The answer of job `job_id` among `jobs` (None if it is not there) as the lean poll shows it, output URLs
+    as stored (made absolute per request); an ended job's is kept in the cache."""
+    job = jobs.visible().answer_fields().filter(pk=job_id).first()
+    if job is None:
+        return None
+    if job.status != Job.Status.COMPLETED:
+        job._prefetched_objects_cache = {"outputs": _no_outputs()}
+    body = JobApi.OutputSerializer(job).data
+    job_answer_keep(job=job, body=body, generation=generation)
+    return body
+
+
+def job_event_answer_keep(*, job, event: str) -> None:
+    """A job event listener (services.JOB_EVENT_LISTENERS): once an ended job has committed, its answer goes to
+    the cache, so the first poll after the end (the one every polling client makes) reads Redis as the later
+    ones do, instead of the job and its outputs from the database. Robust: a failure here is logged, and the
+    first poll builds the answer itself."""
+    if event in Job.TERMINAL and shared_cache_on():
+        job_id = job.pk
+        transaction.on_commit(lambda: _job_answer_read(Job.objects.all(), job_id, catalog_generation()), robust=True)
 
 
 def _no_outputs():

@@ -591,17 +591,19 @@ JOB_EVENT_LISTENERS = (
     "apps.generations.waits.job_event_wake",
     "apps.generations.streams.job_event_text_end",
     "apps.webhooks.services.webhook_job_event",
+    "apps.generations.apis.job_event_answer_keep",
 )
 
 
-# Listeners that need no savepoint from job_event_notify: the waits' and the text streams' ones write nothing to
-# the database, the webhooks' one opens its own, only when it has a delivery to record (two round trips less per
-# event otherwise). A listener added to JOB_EVENT_LISTENERS gets a savepoint unless it is named here too.
+# Listeners that need no savepoint from job_event_notify: the waits', the text streams' and the answer cache's ones
+# write nothing to the database, the webhooks' one opens its own, only when it has a delivery to record (two round
+# trips less per event otherwise). A listener added to JOB_EVENT_LISTENERS gets a savepoint unless it is named here too.
 JOB_EVENT_LISTENERS_SAFE = frozenset(
     (
         "apps.generations.waits.job_event_wake",
         "apps.generations.streams.job_event_text_end",
         "apps.webhooks.services.webhook_job_event",
+        "apps.generations.apis.job_event_answer_keep",
     )
 )
 

@@ -215,6 +215,22 @@ def test_it_polls_a_job_in_one_query_and_an_ended_one_in_none(catalog, alice_api
     assert commands == ["MGET"]  # the key, the answer, its tombstone and the catalog's generation: one round trip
 
 
+def test_the_worker_keeps_an_ended_jobs_answer_so_the_first_poll_reads_no_row(
+    catalog, alice_api, django_capture_on_commit_callbacks
+):
+    job_id = generate(alice_api).json()["job_id"]
+    alice_api.get("/api/v1/jobs.php", {"job_id": job_id})  # first use of the key writes last_used_at
+    with django_capture_on_commit_callbacks(execute=True):  # as the worker's commit runs them
+        job_run(job_id=job_id)
+    with CaptureQueriesContext(connection) as queries, _redis_commands() as commands:
+        first = alice_api.get("/api/v1/jobs.php", {"job_id": job_id})
+    assert len(queries) == 0 and commands == ["MGET"]
+    assert first.json()["status"] == "completed" and len(first.json()["outputs"]) == 1
+    # The answer the DRF view builds from the rows, absolute output URLs included.
+    assert _answer(first) == _answer(alice_api.get("/api/v1/jobs.php", {"job_id": job_id}, HTTP_ACCEPT="*/*"))
+    assert first.json()["outputs"][0]["url"].startswith("http://testserver/")
+
+
 @contextlib.contextmanager
 def _redis_commands():
     """The commands this process sends to Redis meanwhile (a spy: each is still sent)."""
