@@ -300,6 +300,7 @@ def main() -> None:
     parser.add_argument("--million", action="store_true", help="also P5: poll and history at 1M jobs vs 10k")
     parser.add_argument("--write", action="store_true", help="write the results into docs/performance.md")
     args = parser.parse_args()
+    load = os.getloadavg()  # before the run: the run itself loads both cores
 
     print("Preparing the bench database…", flush=True)
     data = database_prepare(jobs=10_000)
@@ -403,7 +404,7 @@ def main() -> None:
     finally:
         processes.stop()
 
-    report = render(results, p3, hot, p5, memory, notes, args)
+    report = render(results, p3, hot, p5, memory, notes, args, load)
     print(report)
     if args.write:
         path = ROOT / "docs" / "performance.md"
@@ -414,8 +415,7 @@ def main() -> None:
         print(f"Written to {path.relative_to(ROOT)}")
 
 
-def render(results, p3, hot, p5, memory, notes, args) -> str:
-    load = os.getloadavg()
+def render(results, p3, hot, p5, memory, notes, args, load) -> str:
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `make bench` on {os.cpu_count()} cores "
         f"(load average before the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}); {args.pairs} interleaved "

@@ -151,8 +151,15 @@ def job_enqueue(*, job_id: str) -> bool:
 
     if not task_enqueue(job_run_task, job_id):
         return False
-    Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(enqueued_at=timezone.now())
+    # The statement Job.objects.filter(pk=…, status=QUEUED).update(enqueued_at=…) makes, without building it: that
+    # was 7 % of a submit's CPU.
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(_JOB_ENQUEUED_SQL, [now, job_id, Job.Status.QUEUED])
     return True
+
+
+_JOB_ENQUEUED_SQL = "UPDATE generations_job SET enqueued_at = %s WHERE id = %s AND status = %s"
 
 
 def job_run(*, job_id: str) -> None:
