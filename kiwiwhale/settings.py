@@ -157,6 +157,8 @@ else:
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
+if CELERY_BROKER_URL.startswith("redis://"):
+    CELERY_BROKER_TRANSPORT = "kiwiwhale.lib.broker:Transport"  # kombu's, with one Redis client per channel
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Embedded default: messages are files, so queued jobs survive a restart of either process.
     _queue_dir = VAR_DIR / "celery" / "queue"
