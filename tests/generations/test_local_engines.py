@@ -85,6 +85,18 @@ def test_it_fills_the_whole_background_whatever_the_angle(angle):
     assert histogram[255] / (256 * 256) < 0.01
 
 
+@pytest.mark.parametrize("angle", [0, 0.001, 15, 45, 89.999, 90, 137.5, 180, 211.37, 270, 300, 359.9])
+def test_its_gradient_is_the_rotated_square_cut_out_pixel_for_pixel(angle):
+    # _gradient samples only the centre square; the pictures it draws are those of rotating the whole square
+    # and cutting the centre out, so a seed draws the picture it drew before.
+    from PIL import ImageOps
+
+    rotated = image._gradient_square().rotate(angle, resample=Image.Resampling.BILINEAR)
+    offset = (image._GRADIENT_SIDE - 256) // 2
+    expected = ImageOps.autocontrast(rotated.crop((offset, offset, offset + 256, offset + 256)))
+    assert image._gradient(angle).tobytes() == expected.tobytes()
+
+
 def test_it_draws_nothing_of_the_prompt_words():
     # OCR-free privacy check: prompts that differ only in their (private) words give the very same picture,
     # so a published picture shows nothing of a private prompt and a guess cannot be confirmed by re-rendering.

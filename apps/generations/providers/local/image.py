@@ -8,6 +8,7 @@ published picture cannot be read off it, nor confirmed by re-rendering a guess.
 import functools
 import hashlib
 import io
+import math
 import random
 import secrets
 
@@ -75,9 +76,22 @@ def _gradient(angle: float) -> Image.Image:
     # Rotating the square gradient itself leaves its corners empty (black). Rotate one large enough that its
     # inscribed circle (radius 192) covers the centre 256x256 square (half-diagonal 181), then cut that out.
     side = _GRADIENT_SIDE
-    rotated = _gradient_square().rotate(angle, resample=Image.Resampling.BILINEAR)
     offset = (side - 256) // 2
-    return ImageOps.autocontrast(rotated.crop((offset, offset, offset + 256, offset + 256)))
+    if angle % 90 == 0:  # rotate()'s exact cases: a copy or a transpose
+        rotated = _gradient_square().rotate(angle, resample=Image.Resampling.BILINEAR)
+        return ImageOps.autocontrast(rotated.crop((offset, offset, offset + 256, offset + 256)))
+    # Otherwise rotate() is one affine transform about the centre: the same transform, moved by the offset,
+    # samples only the centre square (256² pixels instead of 384²) at the same points, so the same pixels.
+    radians = -math.radians(angle)
+    a, b = round(math.cos(radians), 15), round(math.sin(radians), 15)
+    d, e = -b, a
+    centre = side / 2
+    c = a * -centre + b * -centre + centre + a * offset + b * offset
+    f = d * -centre + e * -centre + centre + d * offset + e * offset
+    square = _gradient_square().transform(
+        (256, 256), Image.Transform.AFFINE, (a, b, c, d, e, f), resample=Image.Resampling.BILINEAR
+    )
+    return ImageOps.autocontrast(square)
 
 
 def _colour(rng: random.Random) -> tuple[int, int, int]:
