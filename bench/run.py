@@ -127,9 +127,9 @@ def million_jobs(user_id: int, count: int = 1_000_000) -> None:
         conn.execute(
             """INSERT INTO generations_job (id, user_id, model_id, input, cost_micro, status, created_at, started_at,
                completed_at, attempts, usage, error_code, error_message, provider, webhook_url, webhook_events,
-               upstream_id, upstream_state, lease_owner, staged_files, requeues, enqueued_at)
+               upstream_id, upstream_state, lease_owner, staged_files, requeues, enqueued_at, stream_text)
                SELECT 'job_m' || g, %s, %s, '{}'::jsonb, 10000, 'completed', now(), now(), now(), 1, '{}'::jsonb,
-                      '', '', 'local', '', '[]'::jsonb, '', '{}'::jsonb, '', '[]'::jsonb, 0, now()
+                      '', '', 'local', '', '[]'::jsonb, '', '{}'::jsonb, '', '[]'::jsonb, 0, now(), false
                FROM generate_series(1, %s) g""",
             [user_id, model_id, count],
         )

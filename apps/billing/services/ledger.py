@@ -1,5 +1,6 @@
-"""The bottom layer: wallets, the one ledger writer, holds, and the invariant check. Imports nothing else of
-billing's services. Every movement of credits goes through `_ledger_post`; grep `credits_` / `hold_` to see them all.
+"""The bottom layer: wallets, the ledger writer, holds, and the invariant check. Imports nothing else of billing's
+services. Every movement of credits goes through `_ledger_post`, except a job's hold on PostgreSQL, which
+`_hold_debit_one_statement` writes in one statement by the same rules; grep `credits_` / `hold_` to see them all.
 """
 
 import logging
@@ -65,7 +66,8 @@ def _ledger_post(
     allow_negative: bool = False,
     key_is_new: bool = False,
 ) -> LedgerEntry:
-    """The one writer of ledger entries. Runs twice with one key → one entry (the first is returned).
+    """The writer of ledger entries (a job's hold on PostgreSQL: _hold_debit_one_statement). Runs twice with one
+    key → one entry (the first is returned).
 
     Never takes a balance below zero, except with `allow_negative`, which only `credits_claw_back` passes (a
     refunded or lost-disputed payment takes its credits back even when they were spent). Adding credits is
