@@ -47,6 +47,30 @@ def pytest_configure(config):
     from kiwiwhale.celery import app
 
     app.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    _flush_retried_on_deadlock()
+
+
+def _flush_retried_on_deadlock():
+    """A transactional test's teardown truncates every table in one statement, taking their locks one by one. A
+    live process of the session (a server's wait re-reading its job, a worker's task) may be reading two of those
+    tables in one query at that moment; PostgreSQL then ends the deadlock by failing one side, sometimes the
+    TRUNCATE, and the next test would find the rows still there. The test database's flush is retried: the
+    reader is done by then. (Test infrastructure only: no code under test goes through it.)"""
+    from django.db import OperationalError
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    flush = DatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        for attempt in range(5):
+            try:
+                return flush(self, sql_list)
+            except OperationalError as exc:
+                if "deadlock detected" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+
+    DatabaseOperations.execute_sql_flush = execute_sql_flush
 
 
 def pytest_collection_modifyitems(session, config, items):
