@@ -21,10 +21,14 @@ _pools: dict[tuple, redis.ConnectionPool] = {}
 _lock = threading.Lock()
 
 
+def _key(where, options: dict) -> tuple:
+    return (where, *sorted((name, repr(value)) for name, value in options.items()))
+
+
 class SharedConnectionPool(redis.ConnectionPool):
     @classmethod
     def from_url(cls, url, **kwargs):
-        key = (url, *sorted((name, repr(value)) for name, value in kwargs.items()))
+        key = _key(url, kwargs)
         with _lock:
             pool = _pools.get(key)
             if pool is None:
@@ -53,7 +57,7 @@ class SharedRedisCache(RedisCache):
 
     @cached_property
     def _cache(self):
-        key = (tuple(self._servers), *sorted((name, repr(value)) for name, value in self._options.items()))
+        key = _key(tuple(self._servers), self._options)
         client = _cache_clients.get(key)
         if client is None:
             with _lock:
