@@ -3,16 +3,59 @@
 
 import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
 
-from django.conf import settings
-from django.core.asgi import get_asgi_application
-from django.core.handlers.asgi import ASGIHandler
+import django
+from asgiref.sync import ThreadSensitiveContext
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kiwiwhale.settings")
-django_application = get_asgi_application()
+django.setup(set_prefix=False)  # as get_asgi_application() does, before the handlers below load their middlewares
+
+from django.conf import settings  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
 
-class ApiHandler(ASGIHandler):
+class RequestThreads:
+    """One-thread executors kept for the requests' sync code, each lent to one request at a time. The event loop is
+    the only caller, so the free list needs no lock; a request that arrives when all are lent gets a new one, and at
+    most `keep` idle ones are kept."""
+
+    def __init__(self, keep: int = 32):
+        self.keep = keep
+        self.free: list[ThreadPoolExecutor] = []
+
+    def lend(self) -> ThreadPoolExecutor:
+        return self.free.pop() if self.free else ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+
+    def give_back(self, executor: ThreadPoolExecutor) -> None:
+        # A view still running after its client left (Django cancels the request's task, not its thread) only
+        # makes the next request on this thread wait its turn.
+        if len(self.free) < self.keep:
+            self.free.append(executor)
+        else:
+            executor.shutdown(wait=False)
+
+
+class KeptThreadsHandler(ASGIHandler):
+    """Django's ASGI handler with its requests' sync code on kept threads (RequestThreads). Django's own starts a
+    one-thread executor per request and asgiref joins it from one more thread at the end: 1.1 ms of CPU per request
+    here against 0.2 to 0.45 ms on a kept one, and every thread-local (the database connection's wrapper, Django's
+    cache objects) built again. A request's sync calls still all run on one thread, as Django needs."""
+
+    threads = RequestThreads()  # one per process, shared by the site's handler and the API's
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        executor = self.threads.lend()
+        try:
+            async with ThreadSensitiveContext(executor=executor):
+                await self.handle(scope, receive, send)
+        finally:
+            self.threads.give_back(executor)
+
+
+class ApiHandler(KeptThreadsHandler):
     """Django with settings.API_MIDDLEWARE: an API key's request needs no session, CSRF token, messages, allauth
     state or referral cookie (DRF authenticates it and answers every refusal), and its middlewares all run inline,
     so it goes from the event loop to its view with no thread hop in between. Same URLs, views and error pages."""
@@ -83,6 +126,7 @@ async def lifespan(receive, send):
             return
 
 
+django_application = KeptThreadsHandler()
 api_application = ApiHandler()
 mcp_app = LazyMcp()
 MCP_PATH = "/mcp"

@@ -153,3 +153,60 @@ def test_the_server_reuses_its_redis_connections_across_requests(web_server, cat
         opened = counter.info("stats")["total_connections_received"] - before
     # Other processes of the suite may connect meanwhile; a connection per request would be 100 or more.
     assert opened < 20, opened
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_run_their_sync_code_on_kept_threads_one_request_per_thread_at_a_time():
+    """Django's handler starts a thread per request and joins it from another; ours lends kept ones
+    (kiwiwhale/asgi.py, RequestThreads), so a thread's locals (here the database connection's wrapper) outlive
+    the request, while two requests at once still never share a thread."""
+    from asgiref.testing import ApplicationCommunicator
+    from django.core.signals import request_finished
+    from django.db import connections
+
+    from kiwiwhale.asgi import RequestThreads, api_application, django_application
+
+    seen = []
+
+    def record(**kwargs):  # a sync receiver: it runs on the request's thread
+        seen.append((threading.current_thread(), connections["default"]))
+
+    async def get(app, path, headers=()):
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                 "headers": [(b"host", b"testserver"), *headers], "client": ("127.0.0.1", 1),
+                 "server": ("testserver", 80)}  # fmt: skip
+        communicator = ApplicationCommunicator(app, scope)
+        await communicator.send_input({"type": "http.request", "body": b""})
+        start = await communicator.receive_output(5)
+        await communicator.receive_output(5)
+        await communicator.wait(5)
+        return start["status"]
+
+    async def run():
+        sequential = [await get(django_application, "/healthz") for _ in range(3)]
+        sequential.append(await get(api_application, "/api/v1/jobs.php", [(b"authorization", b"Bearer nope")]))
+        at_once = await asyncio.gather(*(get(django_application, "/healthz") for _ in range(3)))
+        return sequential, at_once
+
+    request_finished.connect(record)
+    try:
+        sequential, at_once = asyncio.run(run())
+    finally:
+        request_finished.disconnect(record)
+        for executor in django_application.threads.free:  # the kept threads' connections end with the test
+            executor.submit(connections.close_all).result()
+    assert sequential == [200, 200, 200, 401] and at_once == [200, 200, 200]
+    threads = [thread for thread, _ in seen]
+    assert all(thread.name.startswith("request") for thread in threads)
+    assert threads[0] is threads[1] is threads[2] is threads[3]  # kept: the site's and the API's handler share them
+    assert seen[0][1] is seen[3][1]  # and their thread-locals with them
+    assert len({thread.ident for thread in threads[4:]}) == 3  # at once: a thread each
+
+    threads = RequestThreads(keep=1)
+    first, second = threads.lend(), threads.lend()
+    assert first is not second
+    threads.give_back(first)
+    threads.give_back(second)  # over `keep`: shut down, not kept
+    assert threads.free == [first] and second._shutdown
+    assert threads.lend() is first
