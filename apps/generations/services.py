@@ -26,7 +26,7 @@ from apps.catalog.services import (
     provider_health_record,
 )
 from apps.generations.key_limits import job_key_limits_check
-from apps.generations.models import Job, Output, job_id_new
+from apps.generations.models import Job, Output
 from apps.generations.providers import (
     LOCAL,
     OutputData,
@@ -40,6 +40,7 @@ from apps.generations.streams import text_publisher
 from kiwiwhale.celery import queue_size
 from kiwiwhale.lib.ratelimit import rate_limit_hit
 from kiwiwhale.lib.redis_pool import shared_cache_on
+from kiwiwhale.lib.rows import RowInsert
 from kiwiwhale.lib.tasks import task_enqueue
 from kiwiwhale.lib.unstorable import data_problem
 
@@ -91,30 +92,30 @@ def job_create(
         raise CostOverMax(cost_micro=cost_micro, max_cost_micro=max_cost_micro)
     if cost_micro == 0:
         free_work_check(user=user)
-    job_id = job_id_new()
+    job = Job(
+        user=user,
+        api_key=api_key,
+        model=model,
+        input=validated,
+        cost_micro=cost_micro,
+        webhook_url=webhook_url,
+        webhook_events=webhook_events or [],
+        deadline_at=deadline_at,
+        stream_text=stream_text,
+    )
     with transaction.atomic():
         job_key_limits_check(api_key=api_key, model=model, cost_micro=cost_micro)  # its locks last until commit
-        hold = hold_place(
+        job.hold = hold_place(
             user=user,
             amount_micro=cost_micro,
-            key=f"job:{job_id}",
-            reference=job_id,
+            key=f"job:{job.pk}",
+            reference=job.pk,
             description=model.public_model,
-            key_is_new=True,  # job_id was just drawn at random
+            key_is_new=True,  # the job's id was just drawn at random
+            paid_row=RowInsert.of(job, connection=transaction.get_connection(), exclude=("hold",)),
         )
-        job = Job.objects.create(
-            id=job_id,
-            user=user,
-            api_key=api_key,
-            model=model,
-            input=validated,
-            cost_micro=cost_micro,
-            hold=hold,
-            webhook_url=webhook_url,
-            webhook_events=webhook_events or [],
-            deadline_at=deadline_at,
-            stream_text=stream_text,
-        )
+        if not job.hold.paid_row_written:
+            job.save(force_insert=True)
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
         if deadline_at is not None:
             transaction.on_commit(lambda: _overdue_sweep_enqueue(at=deadline_at))

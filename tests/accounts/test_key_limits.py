@@ -142,7 +142,7 @@ def test_rotating_a_key_keeps_its_spend(catalog, alice):
 
 
 def test_a_key_without_limits_adds_no_query_and_a_limited_key_two(catalog, alice, alice_api):
-    # tests/generations/test_generate_api.py pins the unlimited count (4); the same here, then the limited one.
+    # tests/generations/test_generate_api.py pins the unlimited count (3); the same here, then the limited one.
     generate(alice_api)
     with CaptureQueriesContext(connection) as unlimited:
         assert generate(alice_api).status_code == 202
@@ -151,7 +151,7 @@ def test_a_key_without_limits_adds_no_query_and_a_limited_key_two(catalog, alice
     generate(limited_client)
     with CaptureQueriesContext(connection) as limited:
         assert generate(limited_client).status_code == 202
-    assert len(unlimited) == 4
+    assert len(unlimited) == 3
     # The lock on the key's lineage, and one aggregate of its jobs' spend and running count.
     assert len(limited) == len(unlimited) + 2, [q["sql"][:90] for q in limited.captured_queries]
     assert sum("FOR UPDATE" in q["sql"] and "accounts_apikey" in q["sql"] for q in limited.captured_queries) == 1

@@ -173,11 +173,44 @@ def test_it_generates_in_a_bounded_number_of_queries(catalog, alice_api):
     generate(alice_api)  # first use of the key writes last_used_at
     with CaptureQueriesContext(connection) as queries:
         assert generate(alice_api).status_code == 202
-    # In one transaction: the debit (wallet, entry and hold in one statement), the job; and the test transaction's
-    # savepoint around job_create. The key, and the model with its routes: from Redis and this process's catalog
-    # copy; no look-up of the entry's key (made from a fresh random job id); the balance for the answer: the
-    # debit's.
-    assert len(queries) == 4, [q["sql"][:80] for q in queries.captured_queries]
+    # In one transaction: one statement (the wallet's debit, its entry, the hold and the job); and the test
+    # transaction's savepoint around job_create. The key, and the model with its routes: from Redis and this
+    # process's catalog copy; no look-up of the entry's key (made from a fresh random job id); the balance for the
+    # answer: the debit's.
+    assert len(queries) == 3, [q["sql"][:80] for q in queries.captured_queries]
+
+
+def test_the_job_is_written_in_its_holds_statement_as_save_would_write_it(catalog, alice):
+    """On PostgreSQL the job's INSERT runs inside its hold's one statement, so the wallet's row lock lasts only
+    from that statement to the commit (every submit on the wallet waits for it). The row is the one Job.save()
+    writes for the same object, compared column by column with a twin the ORM saves."""
+    from django.db.models.signals import post_save, pre_save
+
+    from apps.catalog.models import AIModel
+    from apps.generations.services import job_create
+
+    assert connection.vendor == "postgresql", "make test runs on PostgreSQL"
+    assert not pre_save.has_listeners(Job) and not post_save.has_listeners(Job)  # none skipped by the statement
+    model = AIModel.objects.get(public_model=MODEL)
+    deadline = timezone.now() + timedelta(hours=1)
+    with CaptureQueriesContext(connection) as queries:
+        job = job_create(user=alice, model=model, input={"prompt": "a kiwi\u00e9 'quoted'"}, webhook_url="https://e.example/h",
+                         webhook_events=["completed"], deadline_at=deadline, stream_text=True)  # fmt: skip
+    assert job.hold.paid_row_written and not job._state.adding and job._state.db == "default"
+    assert sum("generations_job" in q["sql"] for q in queries.captured_queries) == 1
+    fields = [f for f in Job._meta.concrete_fields]
+    stored = Job.objects.get(pk=job.pk)
+    assert {f.attname: getattr(stored, f.attname) for f in fields} == {
+        f.attname: getattr(job, f.attname) for f in fields
+    }
+    assert stored.hold_id == job.hold.pk and stored.input == job.input and stored.deadline_at == deadline
+    twin = Job(**{f.attname: getattr(job, f.attname) for f in fields if f.attname not in ("id", "hold_id")})
+    twin.save(force_insert=True)
+    twin = Job.objects.get(pk=twin.pk)
+    skip = {"id", "hold_id"}
+    assert {f.attname: getattr(twin, f.attname) for f in fields if f.attname not in skip} == {
+        f.attname: getattr(stored, f.attname) for f in fields if f.attname not in skip
+    }
 
 
 def test_a_submit_sees_a_catalog_change_at_once(catalog, alice_api):

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from apps.billing import money
 from apps.billing.models import BillingProfile, Hold, LedgerEntry, Wallet
+from kiwiwhale.lib.rows import RowInsert
 from kiwiwhale.lib.tasks import task_enqueue
 
 logger = logging.getLogger(__name__)
@@ -156,13 +157,24 @@ def credits_from_commission(*, user, amount_micro: int, idempotency_key: str, re
 
 
 def hold_place(
-    *, user, amount_micro: int, key: str, reference: str = "", description: str = "", key_is_new: bool = False
+    *,
+    user,
+    amount_micro: int,
+    key: str,
+    reference: str = "",
+    description: str = "",
+    key_is_new: bool = False,
+    paid_row: RowInsert | None = None,
 ) -> Hold:
     """Takes `amount_micro` now (a debit entry); raises InsufficientCredits and takes nothing if it can't.
 
     Runs inside the caller's transaction, with the row the hold pays for, so both exist or neither. The hold
     carries `balance_after_micro`, the wallet's balance once it was taken (not a column). `key_is_new`: see
     _ledger_post.
+
+    `paid_row`: that row's INSERT, its `hold` column left to this function. Where the hold takes one statement
+    (_hold_debit_one_statement), the row is written in it, so the wallet's lock lasts only from that statement to
+    the commit; `hold.paid_row_written` tells the caller whether it still has to save the row.
     """
     if amount_micro < 0:
         raise ValueError("A hold cannot be negative.")
@@ -171,7 +183,12 @@ def hold_place(
         raise RuntimeError("hold_place must run inside the transaction that creates what it pays for.")
     if amount_micro and key_is_new and connection.vendor == "postgresql":
         hold = _hold_debit_one_statement(
-            user=user, amount_micro=amount_micro, key=key, reference=reference, description=description
+            user=user,
+            amount_micro=amount_micro,
+            key=key,
+            reference=reference,
+            description=description,
+            paid_row=paid_row,
         )
         if hold is not None:
             return hold
@@ -197,13 +214,14 @@ def hold_place(
         wallet_id, balance_after = wallet.pk, wallet.balance_micro
     hold = Hold.objects.create(key=key, wallet_id=wallet_id, amount_micro=amount_micro)
     hold.balance_after_micro = balance_after
+    hold.paid_row_written = False
     return hold
 
 
 # What _ledger_post and Hold.objects.create do for a debit with a new key (a job's hold), in one statement and one
-# round trip instead of four. The wallet row stays locked from here to the commit: one INSERT later (the job's)
-# rather than from a SELECT FOR UPDATE four statements earlier, while every submit on the wallet waits for it.
-# No row when the wallet is missing or short of credits.
+# round trip instead of four, with the row the hold pays for (the job) when the caller gives it: the wallet row
+# stays locked from here to the commit, while every submit on the wallet waits for it, instead of from a SELECT FOR
+# UPDATE four statements and an INSERT earlier. No row when the wallet is missing or short of credits.
 # PostgreSQL only (SQLite has no data-modifying WITH). The tables and columns are the models' (a test compares the
 # rows both writers make).
 _HOLD_DEBIT_SQL = """
@@ -220,18 +238,40 @@ WITH wallet AS (
     INSERT INTO billing_hold (wallet_id, key, amount_micro, charged_micro, status, created_at, resolved_at)
     SELECT id, %(key)s, %(amount)s, NULL, %(status)s, %(now)s, NULL FROM wallet
     RETURNING id
-)
+){paid}
 SELECT wallet.id, wallet.balance_micro, wallet.autotopup_trigger_micro, wallet.low_balance_threshold_micro, hold.id
 FROM wallet, hold
 """
+# The row the hold pays for, its hold column the new hold's id: no hold, no row.
+_PAID_ROW_SQL = """, paid AS (
+    INSERT INTO {table} ({columns}, {hold_column}) SELECT {values}, id FROM hold
+)"""
 
 
-def _hold_debit_one_statement(*, user, amount_micro: int, key: str, reference: str, description: str) -> Hold | None:
+def _hold_debit_sql(paid_row: RowInsert | None, connection) -> tuple[str, dict]:
+    if paid_row is None:
+        return _HOLD_DEBIT_SQL.format(paid=""), {}
+    names = [f"paid_{index}" for index in range(len(paid_row.columns))]
+    paid = _PAID_ROW_SQL.format(
+        table=paid_row.table,
+        columns=", ".join(paid_row.columns),
+        hold_column=connection.ops.quote_name(type(paid_row.instance)._meta.get_field("hold").column),
+        values=", ".join(f"%({name})s" for name in names),
+    )
+    return _HOLD_DEBIT_SQL.format(paid=paid), dict(zip(names, paid_row.params, strict=True))
+
+
+def _hold_debit_one_statement(
+    *, user, amount_micro: int, key: str, reference: str, description: str, paid_row: RowInsert | None
+) -> Hold | None:
     now = timezone.now()
-    with transaction.get_connection().cursor() as cursor:
+    connection = transaction.get_connection()
+    sql, paid_params = _hold_debit_sql(paid_row, connection)
+    with connection.cursor() as cursor:
         cursor.execute(
-            _HOLD_DEBIT_SQL,
+            sql,
             {
+                **paid_params,
                 "amount": amount_micro,
                 "now": now,
                 "user_id": user.pk,
@@ -245,16 +285,19 @@ def _hold_debit_one_statement(*, user, amount_micro: int, key: str, reference: s
         )
         row = cursor.fetchone()
     if row is None:
-        return None
+        return None  # the paid row was not written either
     wallet_id, balance_after, trigger, threshold, hold_id = row
     wallet = Wallet(pk=wallet_id, autotopup_trigger_micro=trigger, low_balance_threshold_micro=threshold)
     _after_debit(wallet, amount_micro=amount_micro, balance_after_micro=balance_after)
     hold = Hold.from_db(
-        transaction.get_connection().alias,
+        connection.alias,
         ["id", "wallet_id", "key", "amount_micro", "charged_micro", "status", "created_at", "resolved_at"],
         [hold_id, wallet_id, key, amount_micro, None, Hold.Status.HELD, now, None],
     )
     hold.balance_after_micro = balance_after
+    hold.paid_row_written = paid_row is not None
+    if paid_row is not None:
+        paid_row.written()
     return hold
 
 
