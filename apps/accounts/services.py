@@ -23,7 +23,7 @@ from apps.affiliates.services import referral_attribute
 from apps.billing import money
 from apps.billing.services import credits_grant, wallet_get
 from kiwiwhale.lib.ratelimit import rate_limit_hit
-from kiwiwhale.lib.redis_pool import shared_cache_on
+from kiwiwhale.lib.redis_pool import cache_get, shared_cache_on
 
 
 def account_setup(*, user: User) -> None:
@@ -309,7 +309,7 @@ def api_key_authenticate(raw_key: str, *, found: dict | None = None) -> ApiKey |
     key_hash = api_key_hash(raw_key)
     name = _key_cache_name(key_hash)
     if shared_cache_on():
-        cached = cache.get(name) if found is None else found.get(name)
+        cached = cache_get(name) if found is None else found.get(name)
         if isinstance(cached, ApiKey):
             return cached
     key = ApiKey.objects.select_related("user").filter(key_hash=key_hash, revoked_at__isnull=True).first()

@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 
 from apps.billing import money
 from apps.catalog.models import AIModel, ModelRoute, ProviderAccount
-from kiwiwhale.lib.redis_pool import shared_cache_on
+from kiwiwhale.lib.redis_pool import cache_get, shared_cache_on
 
 
 class ModelNotFound(Exception):
@@ -36,7 +36,7 @@ def catalog_generation(token: str | None = None) -> str:
     the model fields of a cached job answer) is known stale in every process at once. `token`: the value already
     read (with other keys, in one round trip); a missing token (the cache was cleared) is a new one."""
     if token is None:
-        token = cache.get(CATALOG_GENERATION_KEY)
+        token = cache_get(CATALOG_GENERATION_KEY)
     if token is None:
         cache.add(CATALOG_GENERATION_KEY, secrets.token_hex(8), timeout=None)
         token = cache.get(CATALOG_GENERATION_KEY)

@@ -11,7 +11,9 @@ is thread-safe and checks the pid, so a forked process makes its own.
 cache object. One client per process, on the shared pool, serves every thread.
 """
 
+import contextvars
 import threading
+from contextlib import contextmanager
 
 import redis
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
@@ -87,3 +89,37 @@ def redis_shared() -> redis.Redis:
         pool = SharedConnectionPool.from_url(settings.REDIS_URL, socket_timeout=2)
         client = _shared.setdefault(settings.REDIS_URL, redis.Redis(connection_pool=pool))
     return client
+
+
+_read_together: contextvars.ContextVar[dict | None] = contextvars.ContextVar("cache_read_together", default=None)
+
+
+@contextmanager
+def cache_read_together(names: list[str]):
+    """Reads the cache entries `names` in one round trip (MGET) for the block: inside it, cache_get answers each
+    name's first read from what was found. For a request whose reads of them sit in different layers (its key,
+    the catalog's token, the available providers): each would be a round trip of its own. Yields what was found."""
+    names = [name for name in names if name]
+    if not names or not shared_cache_on():
+        yield {}
+        return
+    from django.core.cache import cache
+
+    found = cache.get_many(names)
+    token = _read_together.set({name: found.get(name) for name in names})
+    try:
+        yield found
+    finally:
+        _read_together.reset(token)
+
+
+def cache_get(name: str, default=None):
+    """cache.get(name, default), answered from the enclosing cache_read_together if it read `name` and nothing
+    read it since: a later read (after the caller filled a missing entry, say) goes to the cache."""
+    together = _read_together.get()
+    if together is not None and name in together:
+        value = together.pop(name)
+        return default if value is None else value
+    from django.core.cache import cache
+
+    return cache.get(name, default)

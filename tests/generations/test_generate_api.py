@@ -180,6 +180,16 @@ def test_it_generates_in_a_bounded_number_of_queries(catalog, alice_api):
     assert len(queries) == 3, [q["sql"][:80] for q in queries.captured_queries]
 
 
+def test_a_submit_reads_the_cache_in_one_round_trip(catalog, alice_api):
+    """The key, the catalog's token and the available providers in one MGET (cache_read_together)."""
+    generate(alice_api)  # the key's, the token's and the providers' entries are now in Redis
+    with _redis_commands() as commands:
+        assert generate(alice_api).status_code == 202
+    # (The rate limiter's counter goes in a pipeline, which this spy does not see, and the job's message through
+    # the broker.) Before: a GET for each of the three.
+    assert commands == ["MGET"]
+
+
 def test_the_job_is_written_in_its_holds_statement_as_save_would_write_it(catalog, alice):
     """On PostgreSQL the job's INSERT runs inside its hold's one statement, so the wallet's row lock lasts only
     from that statement to the commit (every submit on the wallet waits for it). The row is the one Job.save()

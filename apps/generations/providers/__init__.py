@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from django.core.cache import cache
 from django.utils.module_loading import import_string
 
+from kiwiwhale.lib.redis_pool import cache_get
+
 PROVIDERS = {
     "local": "apps.generations.providers.local.LocalProvider",
     "openai": "apps.generations.providers.openai.OpenAIProvider",
@@ -129,7 +131,7 @@ def provider_for(slug: str) -> Provider:
 
 def provider_keys_available() -> list[str]:
     """Slugs of the providers that can run now: local, and enabled accounts that have what their kind needs."""
-    slugs = cache.get(AVAILABLE_CACHE_KEY)
+    slugs = cache_get(AVAILABLE_CACHE_KEY)
     if slugs is None:
         from apps.catalog.models import ProviderAccount
 
