@@ -1,5 +1,6 @@
 import os
 import threading
+from functools import cached_property
 
 from celery import Celery, signals
 
@@ -21,6 +22,12 @@ class KiwiWhaleCelery(Celery):
                 if self._shared_backend is None:
                     self._shared_backend = False if self.conf.result_backend else self._get_backend()
         return self._shared_backend or super().backend
+
+    @cached_property
+    def direct_sender(self):
+        from kiwiwhale.lib.broker import DirectSender
+
+        return DirectSender(self)
 
 
 app = KiwiWhaleCelery("kiwiwhale")
