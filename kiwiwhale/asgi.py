@@ -38,8 +38,8 @@ class RequestThreads:
 
 class KeptThreadsHandler(ASGIHandler):
     """Django's ASGI handler with its requests' sync code on kept threads (RequestThreads). Django's own starts a
-    one-thread executor per request and asgiref joins it from one more thread at the end: 1.1 ms of CPU per request
-    here against 0.2 to 0.45 ms on a kept one, and every thread-local (the database connection's wrapper, Django's
+    one-thread executor per request and asgiref joins it from one more thread at the end: 1.35 ms of CPU per request
+    here against 0.23 to 0.46 ms on a kept one, and every thread-local (the database connection's wrapper, Django's
     cache objects) built again. A request's sync calls still all run on one thread, as Django needs."""
 
     threads = RequestThreads()  # one per process, shared by the site's handler and the API's

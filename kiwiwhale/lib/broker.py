@@ -9,7 +9,11 @@ pool, one client serves every call (redis-py's clients are thread-safe on a pool
 import base64
 from functools import cached_property
 
+from celery import signals
+from celery.utils.saferepr import saferepr
 from kombu.transport import redis as kombu_redis
+from kombu.utils.json import dumps
+from kombu.utils.uuid import uuid
 
 
 class Channel(kombu_redis.Channel):
@@ -69,11 +73,6 @@ class DirectSender:
         queue = self._queue_of(task, args)
         if queue is None:
             return False
-        from celery import signals
-        from celery.utils.saferepr import saferepr
-        from kombu.utils.json import dumps
-        from kombu.utils.uuid import uuid
-
         task_id = uuid()
         amqp = self.app.amqp
         headers, properties, body, _ = amqp.as_task_v2(
@@ -136,5 +135,7 @@ class DirectSender:
         if self._client is None or self._client[0] != url:
             import redis
 
-            self._client = (url, redis.Redis.from_url(url))  # thread-safe, on its own pool
+            from kiwiwhale.lib.redis_pool import SharedConnectionPool
+
+            self._client = (url, redis.Redis(connection_pool=SharedConnectionPool.from_url(url)))  # the process's pool
         return self._client[1]
